@@ -1,0 +1,5 @@
+"""``python -m conductor``."""
+
+from conductor.cli import main
+
+main()

@@ -1,0 +1,155 @@
+"""The run-state directory of a track and the rules for names that become paths.
+
+Layout of ``<repo>/.conductor/<track>/`` (the default state directory)::
+
+    bus/            one JSON file per message (``ls`` reads as a log); .index, .lock, .tmp/ hidden
+    quarantine/     files found in bus/ that were not valid messages
+    locks/          one JSON record per locked repository path, plus the .guard kernel lock
+    run.lock        kernel lock held by the one conductor running this track; run.json says who
+    workers/        ephemeral worker directories, one per live attempt
+    logs/           per-attempt logs: logs/<task>/<attempt>.log
+    cache/          rebuildable summaries (status snapshot); deleting it loses nothing
+
+``.conductor/`` holds a ``.gitignore`` containing ``*``, so the state is ignored by git
+without touching the repository's own ignore files.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from conductor.errors import StateError, UserError
+
+STATE_ROOT_NAME = ".conductor"
+
+_FORBIDDEN_CHARS = ("\x00", "\n", "\r", "/", "\\")
+
+
+def check_name(value: str, what: str) -> str:
+    """Check that ``value`` is safe as one path component (an id, a worker name).
+
+    Refuses empty names, ``.``/``..``, names starting with ``.`` or ``-``, NUL, newlines,
+    slashes and anything over 128 characters. Raises ``UserError`` naming ``what``.
+    """
+    if not value:
+        raise UserError(f"{what} must not be empty")
+    if len(value) > 128:
+        raise UserError(f"{what} {value[:40]!r}... is longer than 128 characters")
+    if any(ch in value for ch in _FORBIDDEN_CHARS) or value in (".", ".."):
+        raise UserError(f"{what} {value!r} contains a path separator, NUL or newline")
+    if value.startswith((".", "-")) or ".." in value:
+        raise UserError(f"{what} {value!r} must not start with '.' or '-' or contain '..'")
+    if not value.isprintable():
+        raise UserError(f"{what} {value!r} contains control characters")
+    return value
+
+
+def check_repo_path(value: str, what: str) -> str:
+    """Check that ``value`` is a relative path (or glob) that stays inside the repository.
+
+    Refuses absolute paths, ``..`` components, NUL and newlines. Returns it normalised
+    (POSIX separators, no ``./`` prefix).
+    """
+    if not value or any(ch in value for ch in ("\x00", "\n", "\r")):
+        raise UserError(f"{what} {value!r} is empty or contains NUL or a newline")
+    if value.startswith(("/", "\\", "~")) or (len(value) > 1 and value[1] == ":"):
+        raise UserError(f"{what} {value!r} is absolute; paths are relative to the repository")
+    parts = PurePosixPath(value.replace("\\", "/")).parts
+    if ".." in parts:
+        raise UserError(f"{what} {value!r} climbs out of the repository with '..'")
+    return str(PurePosixPath(*parts)) if parts else value
+
+
+def refuse_symlink(path: Path) -> None:
+    """Raise ``StateError`` if ``path`` exists and is a symlink (a planted redirect)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise StateError(f"refusing to use {path}: it is a symbolic link", path=path)
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create ``path`` (mode 0700) if missing; refuse it if it is a symlink or not a directory."""
+    refuse_symlink(path)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise StateError(f"{path} exists and is not a directory", path=path) from exc
+    refuse_symlink(path)
+    if not path.is_dir():
+        raise StateError(f"{path} exists and is not a directory", path=path)
+    return path
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """The run-state directory of one track."""
+
+    root: Path
+    """``<repo>/.conductor/<track>`` unless overridden."""
+
+    @classmethod
+    def for_track(cls, repo: Path, track_id: str, state_root: Path | None = None) -> StateDir:
+        """The state directory of ``track_id`` under ``state_root`` (default ``repo/.conductor``)."""
+        check_name(track_id, "track id")
+        base = state_root if state_root is not None else repo / STATE_ROOT_NAME
+        return cls(base / track_id)
+
+    @property
+    def bus(self) -> Path:
+        """Message directory."""
+        return self.root / "bus"
+
+    @property
+    def quarantine(self) -> Path:
+        """Where invalid files found in the bus are moved."""
+        return self.root / "quarantine"
+
+    @property
+    def locks(self) -> Path:
+        """Path-lock records."""
+        return self.root / "locks"
+
+    @property
+    def run_lock(self) -> Path:
+        """Kernel lock of the running conductor."""
+        return self.root / "run.lock"
+
+    @property
+    def run_info(self) -> Path:
+        """Who holds the run lock (pid, host, start time)."""
+        return self.root / "run.json"
+
+    @property
+    def workers(self) -> Path:
+        """Ephemeral worker directories."""
+        return self.root / "workers"
+
+    @property
+    def logs(self) -> Path:
+        """Per-attempt logs."""
+        return self.root / "logs"
+
+    @property
+    def cache(self) -> Path:
+        """Rebuildable caches."""
+        return self.root / "cache"
+
+    def ensure(self) -> StateDir:
+        """Create the layout, refusing symlinks anywhere in it; write the ignore file."""
+        parent = self.root.parent
+        ensure_dir(parent)
+        if parent.name == STATE_ROOT_NAME:
+            ignore = parent / ".gitignore"
+            refuse_symlink(ignore)
+            if not ignore.exists():
+                ignore.write_text("# conductor run state: never committed\n*\n")
+        ensure_dir(self.root)
+        for sub in (self.bus, self.quarantine, self.locks, self.workers, self.logs, self.cache):
+            ensure_dir(sub)
+        return self
