@@ -7,12 +7,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from conductor.errors import ConductorError
 from conductor.logs import configure_logging
+
+if TYPE_CHECKING:
+    from conductor.track import Track
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,3 +79,15 @@ def state_dir_option(fn: F) -> F:
         envvar="CONDUCTOR_STATE_DIR",
         help="Root of run-state directories [default: REPO/.conductor; env CONDUCTOR_STATE_DIR].",
     )(fn)
+
+
+def resolve_track(arg: str) -> tuple[str, Track | None]:
+    """A TRACK argument is a track file (loaded and validated) or a bare track id."""
+    from conductor.paths import check_name
+    from conductor.track import load_track
+
+    path = Path(arg)
+    if path.is_file() or arg.endswith((".yaml", ".yml")):
+        track = load_track(path)
+        return track.id, track
+    return check_name(arg, "track id"), None

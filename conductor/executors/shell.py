@@ -1,0 +1,160 @@
+"""Run a task's ``run:`` command (and ``verify`` commands) as a child process.
+
+A command without shell syntax is executed directly (as make does); anything else runs under
+``/bin/sh -c``. Each child gets its own session (process group) so a timeout or Ctrl-C ends the
+whole tree: SIGTERM to the group, then SIGKILL after a grace period. The child's pid and start
+time go into the worker directory (``pid``) so that a resumed conductor can end a child that
+a killed conductor left behind (``reap_leftover``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import anyio
+import psutil
+
+from conductor.executors.base import AttemptContext, Outcome
+
+_SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[#~=%{}\n")
+TERM_GRACE = 3.0
+"""Seconds between SIGTERM and SIGKILL when a command is cancelled."""
+PID_FILE = "pid"
+
+
+def argv_for(command: str) -> list[str] | str:
+    """An argv to exec directly when ``command`` has no shell syntax, else the string."""
+    if any(ch in _SHELL_CHARS for ch in command):
+        return command
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return command
+    return argv if argv else command
+
+
+def tail(path: Path, limit: int = 2000) -> str:
+    """The last ``limit`` characters of a log file ('' if missing)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+async def run_command(
+    command: str,
+    *,
+    cwd: Path,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    pid_file: Path | None = None,
+) -> int:
+    """Run ``command`` with output appended to ``log_path``; return its exit code.
+
+    Cancelling the caller terminates the process group and waits for it.
+    """
+    full_env = {**os.environ, **(env or {})}
+    argv = argv_for(command)
+    with open(log_path, "ab") as log:
+        try:
+            process = await anyio.open_process(
+                argv,
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            log.write(f"conductor: cannot start {command!r}: {exc}\n".encode())
+            return 127
+    if pid_file is not None:
+        _record_pid(pid_file, process.pid)
+    try:
+        return await process.wait()
+    finally:
+        if process.returncode is None:
+            with anyio.CancelScope(shield=True):
+                await _terminate_group(process.pid, process)
+
+
+def _record_pid(pid_file: Path, pid: int) -> None:
+    try:
+        start = psutil.Process(pid).create_time()
+    except psutil.Error:
+        start = 0.0
+    with contextlib.suppress(OSError):
+        pid_file.write_text(f"{pid} {start}\n")
+
+
+async def _terminate_group(pgid: int, process: anyio.abc.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    with anyio.move_on_after(TERM_GRACE):
+        await process.wait()
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    await process.wait()
+
+
+def reap_leftover(worker_dir: Path) -> bool:
+    """End the process group a killed conductor left running for this worker; True if any."""
+    try:
+        pid_text, start_text = (worker_dir / PID_FILE).read_text().split()
+        pid, start = int(pid_text), float(start_text)
+    except (OSError, ValueError):
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if start and abs(proc.create_time() - start) > 0.01:
+            return False
+    except psutil.Error:
+        return False
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + TERM_GRACE
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return True
+            time.sleep(0.05)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class ShellExecutor:
+    """Runs ``task.run`` in the repository; success is exit code 0."""
+
+    async def execute(self, ctx: AttemptContext) -> Outcome:
+        """Run the command; the log gets its stdout and stderr."""
+        command = ctx.task.run
+        if not command:
+            return Outcome(ok=False, error="task has no run command", retryable=False)
+        code = await run_command(
+            command,
+            cwd=ctx.repo,
+            log_path=ctx.log_path,
+            env=ctx.env,
+            pid_file=ctx.worker_dir / PID_FILE,
+        )
+        if code == 0:
+            return Outcome(ok=True, exit_code=0)
+        return Outcome(ok=False, exit_code=code, error=f"command exited with status {code}")

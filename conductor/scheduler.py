@@ -1,0 +1,718 @@
+"""Dependency-driven dispatch of a track's tasks, with resume.
+
+``run_track(track, options)`` is the library entry point behind ``conductor run``:
+
+1. take the track's run lock (one conductor per track), open the bus, replay it;
+2. recover from whatever happened before: attempts that were in flight when a previous
+   conductor died are recorded as WORKER_LOST, their orphaned processes ended, their locks
+   broken and worker directories removed; tasks whose definition changed since they completed
+   (hash per task), everything downstream of ``--from``, and tasks that failed for good in an
+   earlier run are reset (TASK_RESET) so they run again;
+3. dispatch every task whose own dependencies are complete (or skipped), up to
+   ``max_parallel``, never two tasks with overlapping ``files`` at once (unless shared), the
+   task with the longest remaining path first;
+4. for each attempt: TASK_DISPATCHED → path locks → worker directory → executor (with the
+   task's timeout) → ``verify`` → TASK_COMPLETE or TASK_FAILED (+ TASK_RETRY) → locks released
+   and worker directory removed;
+5. end with TRACK_COMPLETE, TRACK_FAILED (what failed and why, what was blocked) or, on
+   Ctrl-C/SIGTERM, TRACK_INTERRUPTED after terminating and recording running attempts.
+
+Every state change is a bus message and the scheduler's own view is rebuilt by reading the bus
+back (``conductor.state``), so a resumed run continues from exactly what was recorded.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+import structlog
+
+from conductor.bus import Bus, Durability
+from conductor.errors import ConductorError
+from conductor.executors.base import AttemptContext, Executor, Outcome
+from conductor.executors.shell import ShellExecutor, reap_leftover, run_command, tail
+from conductor.locks import PathLocks, RunLock
+from conductor.messages import Message, MessageType
+from conductor.paths import StateDir
+from conductor.plan import conflicting_pairs, make_plan
+from conductor.state import (
+    DONE,
+    TaskStatus,
+    TrackState,
+    apply,
+    load_state,
+    save_cache,
+)
+from conductor.track import Task, Track
+from conductor.watch import BusWatcher
+from conductor.workers import create_worker_dir, leftover_workers, remove_worker_dir, worker_id
+
+log = structlog.get_logger("conductor.scheduler")
+
+ExecutorFactory = Callable[[Task], Executor]
+"""Picks the executor of a task; the default runs ``run:`` in a shell and the rest in Claude."""
+
+RunStatus = Literal["complete", "failed", "interrupted", "budget"]
+
+EXIT_CODES: dict[RunStatus, int] = {"complete": 0, "failed": 1, "budget": 4, "interrupted": 130}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a track."""
+
+    repo: Path = Path(".")
+    """The repository checkout tasks run in."""
+    state_root: Path | None = None
+    """Root of run-state directories (default ``repo/.conductor``)."""
+    max_parallel: int | None = None
+    """Override the track's ``max_parallel`` (CLI ``-j``)."""
+    from_task: str | None = None
+    """Rerun this task and everything downstream of it."""
+    durability: Durability = Durability.NONE
+    """Bus durability: ``none`` survives kill -9, ``fsync`` survives power loss."""
+    executors: ExecutorFactory | None = None
+    """Executor per task; None uses the built-in shell and Claude executors."""
+    wait_for_approval: bool = False
+    """Dispatch nothing until a person posts APPROVE for the track."""
+    handle_signals: bool = True
+    """Turn SIGINT/SIGTERM into a clean interruption (main thread only)."""
+    rescan_interval: float = 0.5
+    """Seconds between bus rescans (the truth when file-system events are lost)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended."""
+
+    track: str
+    """The track id."""
+    status: RunStatus
+    """complete, failed, interrupted or budget."""
+    completed: list[str] = field(default_factory=list)
+    """Tasks complete at the end (this run or an earlier one)."""
+    skipped: list[str] = field(default_factory=list)
+    """Tasks a person skipped."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Tasks that failed for good, with the reason."""
+    blocked: list[str] = field(default_factory=list)
+    """Tasks that could not start because something upstream failed."""
+    pending: list[str] = field(default_factory=list)
+    """Tasks never started (interrupted, budget)."""
+    cost_usd: float = 0.0
+    """Cost recorded on the bus for the whole track."""
+    duration: float = 0.0
+    """Seconds this run took."""
+    state_dir: Path | None = None
+    """The track's run-state directory."""
+
+    @property
+    def exit_code(self) -> int:
+        """The documented exit code for this outcome."""
+        return EXIT_CODES[self.status]
+
+
+def default_executors() -> ExecutorFactory:
+    """Shell for tasks with ``run:``, a Claude session for the others (created lazily)."""
+    shell = ShellExecutor()
+    claude: list[Executor] = []
+
+    def pick(task: Task) -> Executor:
+        if task.run:
+            return shell
+        if not claude:
+            from conductor.executors.claude import claude_executor_from_env
+
+            claude.append(claude_executor_from_env())
+        return claude[0]
+
+    return pick
+
+
+async def run_track(track: Track, options: RunOptions | None = None) -> RunResult:
+    """Run (or resume) ``track``; raises ``LockHeldError`` if another conductor runs it."""
+    return await Scheduler(track, options or RunOptions()).run()
+
+
+class Scheduler:
+    """One run of one track. Use ``run_track``; this class holds the run's state."""
+
+    def __init__(self, track: Track, options: RunOptions) -> None:
+        self.track = track
+        self.options = options
+        self.repo = options.repo.resolve()
+        self.sd = StateDir.for_track(self.repo, track.id, options.state_root)
+        self.max_parallel = max(1, options.max_parallel or track.max_parallel)
+        self.executors = options.executors or default_executors()
+        self.plan = make_plan(track)
+        self.conflicts = conflicting_pairs(track)
+        self.hashes = {t.id: track.task_hash(t.id) for t in track.tasks}
+        self.tasks = {t.id: t for t in track.tasks}
+        self.dependents: dict[str, list[str]] = {t.id: [] for t in track.tasks}
+        for t in track.tasks:
+            for dep in t.depends_on:
+                self.dependents[dep].append(t.id)
+        self.state = TrackState(track.id)
+        self.running: dict[str, anyio.CancelScope] = {}
+        self.unsatisfied: dict[str, int] = {}
+        self.ready: list[tuple[float, int, str]] = []
+        self.order = {tid: i for i, tid in enumerate(self.tasks)}
+        self.live_cost: dict[str, float] = {}
+        self.skip_requested: set[str] = set()
+        self.interrupted = False
+        self.budget_hit = False
+        self._wake = anyio.Event()
+        self._tracking = False
+        self._announced_wait = False
+        self._bus: Bus | None = None
+        self._locks: PathLocks | None = None
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    @property
+    def bus(self) -> Bus:
+        assert self._bus is not None, "bus used before the run started"
+        return self._bus
+
+    @property
+    def locks(self) -> PathLocks:
+        assert self._locks is not None, "locks used before the run started"
+        return self._locks
+
+    def post(
+        self,
+        mtype: str,
+        *,
+        task: str | None = None,
+        worker: str | None = None,
+        attempt: int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> Message:
+        """Post a message and fold it (and anything before it) into the state."""
+        msg = self.bus.post(mtype, task=task, worker=worker, attempt=attempt, payload=payload)
+        self.sync()
+        return msg
+
+    def sync(self) -> None:
+        """Apply every message published since the last sync."""
+        callback = self._on_transition if self._tracking else None
+        for msg in self.bus.read(after=self.state.last_seq):
+            apply(self.state, msg, callback)
+            self._observe(msg)
+
+    def _observe(self, msg: Message) -> None:
+        """React to messages that are not plain state: skips of running tasks, live costs."""
+        if msg.type == MessageType.PROGRESS and msg.worker is not None:
+            cost = msg.payload.get("cost_usd")
+            if isinstance(cost, int | float) and not isinstance(cost, bool):
+                self.live_cost[msg.worker] = float(cost)
+        elif msg.type == MessageType.SKIP and msg.task in self.running:
+            self.skip_requested.add(msg.task)
+            self.running[msg.task].cancel()
+        elif msg.type == MessageType.NOTE:
+            log.info("note", task_id=msg.task, text=msg.payload.get("text"))
+
+    def kick(self) -> None:
+        """Wake the dispatch loop."""
+        self._wake.set()
+
+    def _notify_lock(self, mtype: str, payload: dict[str, Any]) -> None:
+        worker = payload.get("worker")
+        self.bus.post(
+            mtype,
+            task=payload.get("task"),
+            worker=worker if isinstance(worker, str) else None,
+            attempt=payload.get("attempt") if isinstance(payload.get("attempt"), int) else None,
+            payload=payload,
+        )
+
+    # --- readiness --------------------------------------------------------------------
+
+    def _on_transition(self, tid: str, old: TaskStatus, new: TaskStatus) -> None:
+        if tid not in self.tasks:
+            return
+        was_done, is_done = old in DONE, new in DONE
+        if was_done != is_done:
+            delta = -1 if is_done else 1
+            for dep in self.dependents[tid]:
+                self.unsatisfied[dep] += delta
+                if self.unsatisfied[dep] == 0:
+                    self._push(dep)
+        if new is TaskStatus.PENDING:
+            self._push(tid)
+        if new is TaskStatus.FAILED:
+            self._announce_blocked(tid)
+
+    def _push(self, tid: str) -> None:
+        if self.state.task(tid).status is TaskStatus.PENDING and self.unsatisfied[tid] == 0:
+            heapq.heappush(self.ready, (-self.plan.priority.get(tid, 0.0), self.order[tid], tid))
+
+    def _init_readiness(self) -> None:
+        for tid, task in self.tasks.items():
+            self.unsatisfied[tid] = sum(
+                1 for dep in task.depends_on if self.state.task(dep).status not in DONE
+            )
+        for tid in self.tasks:
+            self._push(tid)
+        self._tracking = True
+
+    def _announce_blocked(self, failed: str) -> None:
+        for tid in sorted(self.track.descendants(failed), key=self.order.__getitem__):
+            if self.state.task(tid).status is TaskStatus.PENDING:
+                self.bus.post(MessageType.BLOCKED, task=tid, payload={"because": failed})
+
+    def spent(self) -> float:
+        """Cost recorded so far, including live costs of running sessions."""
+        return self.state.cost_usd + sum(self.live_cost.values())
+
+    def _budget_left(self) -> float | None:
+        if self.track.budget_usd is None:
+            return None
+        return self.track.budget_usd - self.spent()
+
+    def _dispatch(self, tg: anyio.abc.TaskGroup) -> None:
+        if self.options.wait_for_approval and not self.state.approved:
+            return
+        left = self._budget_left()
+        if left is not None and left <= 0:
+            if not self.budget_hit and self.ready:
+                self.budget_hit = True
+                self.post(
+                    MessageType.BUDGET_EXCEEDED,
+                    payload={"budget_usd": self.track.budget_usd, "spent_usd": self.spent()},
+                )
+            return
+        deferred: list[tuple[float, int, str]] = []
+        while self.ready and len(self.running) < self.max_parallel:
+            entry = heapq.heappop(self.ready)
+            tid = entry[2]
+            if (
+                tid in self.running
+                or self.state.task(tid).status is not TaskStatus.PENDING
+                or self.unsatisfied[tid]
+            ):
+                continue
+            if self.conflicts.get(tid, set()) & self.running.keys():
+                deferred.append(entry)
+                continue
+            self.running[tid] = anyio.CancelScope()
+            tg.start_soon(self._attempt, tid, name=f"attempt {tid}")
+        # Equal entries are dropped: a task is pushed again whenever it becomes ready.
+        for entry in deferred:
+            heapq.heappush(self.ready, entry)
+
+    # --- the run ----------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        """Run the track to its end; see the module docstring."""
+        started = time.monotonic()
+        self.sd.ensure()
+        with RunLock(self.sd, self.track.id):
+            self._bus = Bus.for_state(self.sd, self.track.id, durability=self.options.durability)
+            try:
+                self._locks = PathLocks(self.sd.locks, notify=self._notify_lock)
+                structlog.contextvars.bind_contextvars(track=self.track.id)
+                self._load_state()
+                self.post(
+                    MessageType.TRACK_STARTED,
+                    payload={
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "tasks": len(self.tasks),
+                        "max_parallel": self.max_parallel,
+                        "from": self.options.from_task,
+                        "run": self.state.runs + 1,
+                    },
+                )
+                self._recover()
+                self._reset_stale()
+                self._init_readiness()
+                await self._loop()
+                return self._finish(time.monotonic() - started)
+            finally:
+                save_cache(self.sd.cache, self.state)
+                self.bus.close()
+                structlog.contextvars.unbind_contextvars("track")
+
+    def _load_state(self) -> None:
+        self.state = load_state(self.bus, self.sd.cache, self.track.id)
+
+    def _recover(self) -> None:
+        """Record attempts a dead conductor left in flight; end their orphans; clean up."""
+        for ts in list(self.state.tasks.values()):
+            if ts.in_flight is None or ts.status is not TaskStatus.RUNNING:
+                continue
+            wid = ts.worker or worker_id(ts.id, ts.in_flight)
+            reaped = self._reap(ts.started, self.sd.workers / wid)
+            self.post(
+                MessageType.WORKER_LOST,
+                task=ts.id,
+                worker=wid,
+                attempt=ts.in_flight,
+                payload={"reason": "the conductor ended while the attempt ran", "reaped": reaped},
+            )
+            self.locks.break_worker(wid, reason=f"worker {wid} was lost")
+            remove_worker_dir(self.sd.workers / wid)
+        for leftover in leftover_workers(self.sd.workers):
+            reap_leftover(leftover)
+            remove_worker_dir(leftover)
+        self.locks.break_dead()
+
+    def _reap(self, started: dict[str, Any] | None, worker_dir: Path) -> bool:
+        reaped = reap_leftover(worker_dir)
+        if started and started.get("cli_pid"):
+            try:
+                from conductor.executors.claude import reap_orphan
+            except ImportError:  # pragma: no cover - the Claude executor ships with the package
+                return reaped
+            reaped = reap_orphan(started) or reaped
+        return reaped
+
+    def _reset_stale(self) -> None:
+        """Reset changed tasks (and downstream), ``--from`` (and downstream), failed tasks."""
+        reasons: dict[str, str] = {}
+        for tid in self.tasks:
+            ts = self.state.task(tid)
+            if ts.status is TaskStatus.COMPLETE and ts.hash != self.hashes[tid]:
+                reasons.setdefault(tid, "definition changed since it completed")
+                for down in self.track.descendants(tid):
+                    reasons.setdefault(down, f"upstream task {tid} changed")
+            elif ts.status is TaskStatus.FAILED:
+                reasons.setdefault(tid, "failed in an earlier run; trying again")
+        if self.options.from_task:
+            start = self.track.task(self.options.from_task).id
+            reasons[start] = "rerun requested with --from"
+            for down in self.track.descendants(start):
+                reasons.setdefault(down, f"downstream of --from {start}")
+        for tid in self.tasks:  # file order keeps the bus readable
+            reason = reasons.get(tid)
+            if reason is None:
+                continue
+            ts = self.state.task(tid)
+            if ts.status is TaskStatus.PENDING and not ts.failures:
+                continue
+            if ts.status is TaskStatus.SKIPPED and tid != self.options.from_task:
+                continue
+            self.post(MessageType.TASK_RESET, task=tid, payload={"reason": reason})
+
+    async def _loop(self) -> None:
+        async with anyio.create_task_group() as tg:
+            watcher = BusWatcher(self.bus, rescan_interval=self.options.rescan_interval)
+            async with watcher:
+                tg.start_soon(self._watch, watcher, name="bus watcher")
+                if self.options.handle_signals:
+                    tg.start_soon(self._signals, tg.cancel_scope, name="signals")
+                while True:
+                    self.sync()
+                    if self.interrupted:
+                        break
+                    self._dispatch(tg)
+                    if not self.running and not self._waiting():
+                        break
+                    await self._wake.wait()
+                    self._wake = anyio.Event()
+                tg.cancel_scope.cancel()
+
+    def _waiting(self) -> bool:
+        """True while the run should idle rather than end: waiting for a person's APPROVE."""
+        if self.options.wait_for_approval and not self.state.approved:
+            if not self._announced_wait:
+                self._announced_wait = True
+                log.info("waiting for approval", hint=f"conductor bus post APPROVE {self.track.id}")
+            return True
+        return False
+
+    async def _watch(self, watcher: BusWatcher) -> None:
+        seen = self.bus.last_seq()
+        while True:
+            await watcher.wait(seen)
+            seen = self.bus.last_seq()
+            self.kick()
+
+    async def _signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.warning("interrupted", signal=signal.Signals(signum).name)
+                self.interrupted = True
+                for attempt_scope in self.running.values():
+                    attempt_scope.cancel()
+                self.kick()
+                return
+
+    # --- one attempt ------------------------------------------------------------------
+
+    async def _attempt(self, tid: str) -> None:
+        scope = self.running[tid]
+        task = self.tasks[tid]
+        ts = self.state.task(tid)
+        attempt = ts.attempts + 1
+        wid = worker_id(tid, attempt)
+        feedback = ts.feedback if ts.failures else None
+        structlog.contextvars.bind_contextvars(task_id=tid, worker_id=wid)
+        self.post(
+            MessageType.TASK_DISPATCHED,
+            task=tid,
+            worker=wid,
+            attempt=attempt,
+            payload={"hash": self.hashes[tid], "name": task.name, "executor": _kind(task)},
+        )
+        started = time.monotonic()
+        worker_dir: Path | None = None
+        log_path = self.sd.logs / tid / f"{attempt}.log"
+        outcome: Outcome | None = None
+        try:
+            with scope:
+                worker_dir, outcome = await self._execute(task, attempt, wid, feedback, log_path)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    self._record(task, attempt, wid, outcome, time.monotonic() - started, log_path)
+                finally:
+                    self.locks.release_all(wid)
+                    if worker_dir is not None:
+                        remove_worker_dir(worker_dir)
+                    self.live_cost.pop(wid, None)
+                    del self.running[tid]
+                    self.kick()
+
+    async def _execute(
+        self, task: Task, attempt: int, wid: str, feedback: str | None, log_path: Path
+    ) -> tuple[Path | None, Outcome]:
+        for path in task.files:
+            try:
+                self.locks.acquire(path, worker=wid, task=task.id, attempt=attempt)
+            except ConductorError as exc:
+                return None, Outcome(ok=False, error=f"cannot lock {path}: {exc}")
+        worker_dir, token = create_worker_dir(self.sd.workers, task.id, attempt)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            "CONDUCTOR_TRACK": self.track.id,
+            "CONDUCTOR_TASK": task.id,
+            "CONDUCTOR_ATTEMPT": str(attempt),
+            "CONDUCTOR_WORKER": wid,
+            "CONDUCTOR_WORKER_TOKEN": token,
+            "CONDUCTOR_WORKER_DIR": str(worker_dir),
+            "CONDUCTOR_STATE_DIR": str(self.sd.root.parent),
+            "CONDUCTOR_BUS_DIR": str(self.sd.bus),
+            "CONDUCTOR_REPO": str(self.repo),
+        }
+
+        def post(mtype: str, *, payload: dict[str, Any] | None = None) -> Message:
+            return self.bus.post(mtype, task=task.id, worker=wid, attempt=attempt, payload=payload)
+
+        ctx = AttemptContext(
+            track=self.track,
+            task=task,
+            attempt=attempt,
+            worker_id=wid,
+            repo=self.repo,
+            worker_dir=worker_dir,
+            log_path=log_path,
+            state_root=self.sd.root,
+            post=post,
+            feedback=feedback,
+            token=token,
+            env=env,
+            budget_left_usd=self._budget_left(),
+            services={"locks": self.locks, "bus": self.bus},
+        )
+        outcome = await self._run_executor(ctx)
+        if outcome.ok and task.verify:
+            outcome = await self._verify(ctx, outcome)
+        return worker_dir, outcome
+
+    async def _run_executor(self, ctx: AttemptContext) -> Outcome:
+        timeout = ctx.task.timeout
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                return await self.executors(ctx.task).execute(ctx)
+        except ConductorError as exc:
+            return Outcome(ok=False, error=str(exc), retryable=False)
+        except Exception as exc:  # an executor bug must fail the attempt, not the run
+            log.exception("executor error")
+            return Outcome(ok=False, error=f"executor error: {exc!r}")
+        assert scope.cancelled_caught
+        return Outcome(ok=False, timed_out=True, error=f"timed out after {timeout:g}s")
+
+    async def _verify(self, ctx: AttemptContext, outcome: Outcome) -> Outcome:
+        results: list[dict[str, Any]] = []
+        for command in ctx.task.verify:
+            with open(ctx.log_path, "ab") as fh:
+                fh.write(f"\n$ {command}   # verify\n".encode())
+            began = time.monotonic()
+            with anyio.move_on_after(ctx.task.timeout) as scope:
+                code = await run_command(command, cwd=ctx.repo, log_path=ctx.log_path, env=ctx.env)
+            if scope.cancelled_caught:
+                code = -1
+            result = {
+                "command": command,
+                "exit_code": code,
+                "ok": code == 0,
+                "duration": round(time.monotonic() - began, 3),
+            }
+            results.append(result)
+            ctx.post(MessageType.VERIFY_RESULT, payload=result)
+            if code != 0:
+                why = "timed out" if scope.cancelled_caught else f"exited with status {code}"
+                return Outcome(
+                    ok=False,
+                    error=f"verify failed: `{command}` {why}",
+                    exit_code=outcome.exit_code,
+                    cost_usd=outcome.cost_usd,
+                    usage=outcome.usage,
+                    turns=outcome.turns,
+                    session_id=outcome.session_id,
+                    summary=outcome.summary,
+                    files_changed=outcome.files_changed,
+                    extra={**outcome.extra, "verify": results},
+                )
+        return Outcome(**{**outcome.__dict__, "extra": {**outcome.extra, "verify": results}})
+
+    def _record(
+        self,
+        task: Task,
+        attempt: int,
+        wid: str,
+        outcome: Outcome | None,
+        duration: float,
+        log_path: Path,
+    ) -> None:
+        """Write the attempt's end on the bus (the conductor alone writes these)."""
+        if outcome is None:  # cancelled: interrupted or skipped by a person
+            skipped = task.id in self.skip_requested
+            self.post(
+                MessageType.WORKER_LOST,
+                task=task.id,
+                worker=wid,
+                attempt=attempt,
+                payload={
+                    "reason": "skipped by a person" if skipped else "interrupted",
+                    "duration": round(duration, 3),
+                },
+            )
+            return
+        rel_log = os.path.relpath(log_path, self.repo)
+        common: dict[str, Any] = {
+            "duration": round(duration, 3),
+            "exit_code": outcome.exit_code,
+            "log": rel_log,
+            "cost_usd": outcome.cost_usd,
+        }
+        for key, value in (
+            ("usage", outcome.usage),
+            ("turns", outcome.turns),
+            ("session_id", outcome.session_id),
+            ("summary", outcome.summary),
+            ("files_changed", outcome.files_changed),
+        ):
+            if value:
+                common[key] = value
+        common.update(outcome.extra)
+        if outcome.ok:
+            self.post(
+                MessageType.TASK_COMPLETE,
+                task=task.id,
+                worker=wid,
+                attempt=attempt,
+                payload={"hash": self.hashes[task.id], **common},
+            )
+            log.info("task complete", duration=round(duration, 3))
+            return
+        failures = self.state.task(task.id).failures + 1
+        left = self._budget_left()
+        final = (
+            failures >= task.max_attempts
+            or not outcome.retryable
+            or (left is not None and left <= 0)
+        )
+        output = tail(log_path, 1500)
+        error = outcome.error or "failed"
+        feedback = error if not output.strip() else f"{error}\n\nLast output:\n{output}"
+        self.post(
+            MessageType.TASK_FAILED,
+            task=task.id,
+            worker=wid,
+            attempt=attempt,
+            payload={
+                "error": error,
+                "final": final,
+                "timed_out": outcome.timed_out,
+                "failures": failures,
+                "max_attempts": task.max_attempts,
+                "log_tail": output,
+                "feedback": feedback,
+                **common,
+            },
+        )
+        log.warning("task failed", error=error, final=final, attempt=attempt)
+        if not final:
+            self.post(
+                MessageType.TASK_RETRY,
+                task=task.id,
+                worker=wid,
+                attempt=attempt,
+                payload={"next_attempt": attempt + 1, "reason": error},
+            )
+
+    # --- the end ----------------------------------------------------------------------
+
+    def _finish(self, duration: float) -> RunResult:
+        view = self.state.view(self.tasks, lambda tid: self.tasks[tid].depends_on)
+        by: dict[TaskStatus, list[str]] = {}
+        for tid, status in view.items():
+            by.setdefault(status, []).append(tid)
+        failed = {tid: self.state.task(tid).last_error or "failed" for tid in by.get(TaskStatus.FAILED, [])}
+        status: RunStatus
+        if self.interrupted:
+            status = "interrupted"
+            end = MessageType.TRACK_INTERRUPTED
+        elif len(by.get(TaskStatus.COMPLETE, [])) + len(by.get(TaskStatus.SKIPPED, [])) == len(view):
+            status = "complete"
+            end = MessageType.TRACK_COMPLETE
+        elif self.budget_hit and not failed:
+            status = "budget"
+            end = MessageType.TRACK_FAILED
+        else:
+            status = "failed"
+            end = MessageType.TRACK_FAILED
+        result = RunResult(
+            track=self.track.id,
+            status=status,
+            completed=by.get(TaskStatus.COMPLETE, []),
+            skipped=by.get(TaskStatus.SKIPPED, []),
+            failed=failed,
+            blocked=by.get(TaskStatus.BLOCKED, []),
+            pending=by.get(TaskStatus.PENDING, []) + by.get(TaskStatus.RUNNING, []),
+            cost_usd=round(self.state.cost_usd, 6),
+            duration=round(duration, 3),
+            state_dir=self.sd.root,
+        )
+        self.post(
+            end,
+            payload={
+                "status": status,
+                "completed": len(result.completed),
+                "skipped": result.skipped,
+                "failed": result.failed,
+                "blocked": result.blocked,
+                "pending": result.pending,
+                "cost_usd": result.cost_usd,
+                "duration": result.duration,
+            },
+        )
+        return result
+
+
+def _kind(task: Task) -> str:
+    return "shell" if task.run else "claude"
+
