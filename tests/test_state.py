@@ -1,0 +1,177 @@
+"""Replay rules: what the bus says about each task."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from conductor.messages import Message, MessageType, utcnow
+from conductor.state import TaskStatus, TrackState, load_cache, replay, save_cache
+
+_seq = itertools.count(1)
+
+
+def msg(mtype: str, task: str | None = None, attempt: int | None = None, **payload: Any) -> Message:
+    seq = next(_seq)
+    return Message(
+        seq=seq,
+        id=f"id{seq}",
+        type=mtype,
+        ts=utcnow(),
+        track="t",
+        task=task,
+        worker=f"{task}.{attempt}" if task and attempt else None,
+        attempt=attempt,
+        payload=payload,
+    )
+
+
+def test_dispatch_then_complete() -> None:
+    """A dispatched task runs; TASK_COMPLETE records its hash and duration."""
+    state = replay(
+        [msg("TASK_DISPATCHED", "a", 1), msg("TASK_COMPLETE", "a", 1, hash="h1", duration=2.5)], "t"
+    )
+    ts = state.task("a")
+    assert ts.status is TaskStatus.COMPLETE
+    assert (ts.hash, ts.duration, ts.attempts, ts.in_flight, ts.completions) == ("h1", 2.5, 1, None, 1)
+
+
+def test_failure_counts_and_final() -> None:
+    """A non-final failure makes the task pending again and counts; a final one fails it."""
+    state = replay(
+        [
+            msg("TASK_DISPATCHED", "a", 1),
+            msg("TASK_FAILED", "a", 1, error="boom", final=False, feedback="boom\nlog"),
+        ],
+        "t",
+    )
+    assert state.task("a").status is TaskStatus.PENDING
+    assert state.task("a").failures == 1
+    assert state.task("a").feedback == "boom\nlog"
+    replay([msg("TASK_DISPATCHED", "a", 2), msg("TASK_FAILED", "a", 2, error="x", final=True)], "t", state)
+    assert state.task("a").status is TaskStatus.FAILED
+    assert state.task("a").failures == 2
+    assert state.task("a").attempts == 2
+
+
+def test_worker_lost_is_not_a_failure() -> None:
+    """WORKER_LOST returns the task to pending without counting a failure."""
+    state = replay([msg("TASK_DISPATCHED", "a", 1), msg("WORKER_LOST", "a", 1)], "t")
+    assert state.task("a").status is TaskStatus.PENDING
+    assert state.task("a").failures == 0
+    assert state.task("a").in_flight is None
+
+
+def test_stale_worker_lost_ignored() -> None:
+    """A WORKER_LOST for an older attempt does not disturb the running one."""
+    state = replay(
+        [msg("TASK_DISPATCHED", "a", 1), msg("TASK_DISPATCHED", "a", 2), msg("WORKER_LOST", "a", 1)],
+        "t",
+    )
+    assert state.task("a").status is TaskStatus.RUNNING
+    assert state.task("a").in_flight == 2
+
+
+def test_reset_clears_failures_and_hash() -> None:
+    """TASK_RESET makes a task pending with a clean slate."""
+    state = replay(
+        [
+            msg("TASK_DISPATCHED", "a", 1),
+            msg("TASK_COMPLETE", "a", 1, hash="h"),
+            msg("TASK_RESET", "a", reason="changed"),
+        ],
+        "t",
+    )
+    ts = state.task("a")
+    assert (ts.status, ts.hash, ts.failures) == (TaskStatus.PENDING, None, 0)
+
+
+def test_skip_sticks_until_reset() -> None:
+    """A person's SKIP holds against later failures; it never undoes a completion."""
+    state = replay(
+        [
+            msg("TASK_DISPATCHED", "a", 1),
+            msg("SKIP", "a"),
+            msg("TASK_FAILED", "a", 1, error="x", final=True),
+            msg("SKIP", "b"),
+            msg("TASK_COMPLETE", "c", 1, hash="h"),
+            msg("SKIP", "c"),
+        ],
+        "t",
+    )
+    assert state.task("a").status is TaskStatus.SKIPPED
+    assert state.task("b").status is TaskStatus.SKIPPED
+    assert state.task("c").status is TaskStatus.COMPLETE
+
+
+def test_worker_started_kept_for_reaping() -> None:
+    """WORKER_STARTED of the running attempt is kept until the attempt ends."""
+    state = replay(
+        [msg("TASK_DISPATCHED", "a", 1), msg("WORKER_STARTED", "a", 1, cli_pid=42)], "t"
+    )
+    assert state.task("a").started == {"cli_pid": 42}
+    replay([msg("WORKER_LOST", "a", 1)], "t", state)
+    assert state.task("a").started is None
+
+
+def test_approve_and_track_end() -> None:
+    """APPROVE for the track approves it; TRACK_STARTED clears the last end."""
+    state = replay([msg("APPROVE"), msg("TRACK_STARTED"), msg("TRACK_FAILED")], "t")
+    assert state.approved
+    assert state.ended == "TRACK_FAILED"
+    assert state.runs == 1
+    replay([msg("TRACK_STARTED")], "t", state)
+    assert state.ended is None and state.runs == 2
+
+
+def test_cost_summed() -> None:
+    """Costs of completed and failed attempts add up per task and per track."""
+    state = replay(
+        [
+            msg("TASK_FAILED", "a", 1, error="x", cost_usd=0.25),
+            msg("TASK_COMPLETE", "a", 2, hash="h", cost_usd=0.5),
+            msg("TASK_COMPLETE", "b", 1, hash="h", cost_usd=True),
+        ],
+        "t",
+    )
+    assert state.task("a").cost_usd == 0.75
+    assert state.cost_usd == 0.75
+
+
+def test_view_marks_blocked_transitively() -> None:
+    """Pending tasks below a failed task show as blocked, transitively."""
+    state = replay([msg("TASK_FAILED", "a", 1, error="x", final=True)], "t")
+    deps = {"a": [], "b": ["a"], "c": ["b"], "d": []}
+    view = state.view(deps, deps.__getitem__)
+    assert view == {
+        "a": TaskStatus.FAILED,
+        "b": TaskStatus.BLOCKED,
+        "c": TaskStatus.BLOCKED,
+        "d": TaskStatus.PENDING,
+    }
+
+
+def test_transition_callback() -> None:
+    """The transition callback sees each status change once."""
+    seen: list[tuple[str, TaskStatus, TaskStatus]] = []
+    state = TrackState("t")
+    from conductor.state import apply
+
+    for m in [msg("TASK_DISPATCHED", "a", 1), msg("PROGRESS", "a", 1), msg("TASK_COMPLETE", "a", 1, hash="h")]:
+        apply(state, m, lambda *args: seen.append(args))
+    assert seen == [
+        ("a", TaskStatus.PENDING, TaskStatus.RUNNING),
+        ("a", TaskStatus.RUNNING, TaskStatus.COMPLETE),
+    ]
+
+
+def test_cache_round_trip(tmp_path: Path) -> None:
+    """The status cache saves and loads the same state; garbage reads as no cache."""
+    state = replay([msg("TASK_DISPATCHED", "a", 1), msg("TASK_COMPLETE", "a", 1, hash="h")], "t")
+    save_cache(tmp_path, state)
+    loaded = load_cache(tmp_path, "t")
+    assert loaded == state
+    assert load_cache(tmp_path, "other") is None
+    (tmp_path / "state.json").write_text('{"version": 1, "track": "t", "tasks": ')
+    assert load_cache(tmp_path, "t") is None
