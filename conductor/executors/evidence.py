@@ -1,0 +1,408 @@
+"""What a Claude worker did, as observed rather than as claimed.
+
+A worker's ``report_complete`` is only a claim. Before the claim becomes an ``Outcome`` the
+executor checks it against evidence gathered outside the model's control:
+
+- **file changes**: the repository is snapshotted before and after the session. In a git
+  checkout a snapshot is ``HEAD`` plus ``git status --porcelain -uall`` with a content hash of
+  every dirty file (so a file that was already dirty and is changed again still counts, and a
+  commit made by the worker is seen through ``HEAD``). Outside git it is a content hash of every
+  file matching the task's ``files`` globs (every file when it declares none).
+- **tool calls**: every tool call the session made (seen in the message stream and through
+  the PreToolUse/PostToolUse hooks), apart from conductor's own reporting tools.
+- **denials**: every write the file guard refused.
+
+The file guard (``FileGuard``, used as a PreToolUse hook on Write, Edit, MultiEdit and
+NotebookEdit) denies, with a reason the model sees:
+
+- paths that leave the repository (``..``, absolute paths elsewhere, symlinks pointing out),
+  and paths inside ``.git/`` or the conductor's state directory;
+- paths outside the task's declared ``files`` globs. **A task that declares no ``files`` is
+  unconfined**: it may write anywhere inside the repository;
+- paths whose lock is held by another worker.
+
+Shell commands (Bash) are not guarded: their effects show up in the after-snapshot instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+GUARDED_TOOLS = ("Write", "Edit", "MultiEdit", "NotebookEdit")
+"""Built-in tools whose target path the file guard checks."""
+
+GUARDED_MATCHER = "|".join(GUARDED_TOOLS)
+"""The ``HookMatcher.matcher`` for the guarded tools."""
+
+CONDUCTOR_TOOL_PREFIX = "mcp__conductor__"
+"""Tool names of conductor's own in-process server; they are not evidence of work."""
+
+EXPECTS_CHANGE = frozenset({"code", "ui", "integration", "test", "tests", "bugfix", "refactor"})
+"""Task types whose completion must change at least one file."""
+
+EXPECTS_CHANGE_IF_FILES = frozenset({"docs", "doc", "config", "configuration"})
+"""Task types that must change a file when they declare ``files``."""
+
+NO_CHANGE_EXPECTED = frozenset(
+    {"research", "review", "analysis", "analyse", "analyze", "investigation", "audit", "plan"}
+)
+"""Task types whose result is a report, not a diff."""
+
+_SKIP_DIRS = frozenset({".git", ".conductor"})
+_MAX_UNTRACKED_WALK = 50_000
+_BUDGET_TEMP_RE = re.compile(r"\.tmp\.\d+\.[0-9a-f]+$")
+
+
+# --------------------------------------------------------------------------- globs
+
+
+@lru_cache(maxsize=512)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a repository glob: ``**`` spans directories, ``*`` and ``?`` do not."""
+    pat = pattern.strip().replace("\\", "/")
+    while pat.startswith("./"):
+        pat = pat[2:]
+    directory = pat.endswith("/")
+    pat = pat.rstrip("/")
+    out: list[str] = []
+    i = 0
+    while i < len(pat):
+        ch = pat[i]
+        if pat.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pat.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif ch == "*":
+            out.append("[^/]*")
+            i += 1
+        elif ch == "?":
+            out.append("[^/]")
+            i += 1
+        elif ch == "[":
+            end = pat.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(ch))
+                i += 1
+            else:
+                body = pat[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end + 1
+        else:
+            out.append(re.escape(ch))
+            i += 1
+    core = "".join(out)
+    # A pattern naming a directory (``src/`` or a plain ``src``) also covers what is under it.
+    suffix = "/.*" if directory else "(?:/.*)?"
+    return re.compile(f"^{core}{suffix}$", re.DOTALL)
+
+
+def matches_globs(rel_path: str, globs: Iterable[str]) -> bool:
+    """Whether repository path ``rel_path`` (POSIX, relative) matches any of ``globs``."""
+    return any(_glob_regex(g).match(rel_path) for g in globs)
+
+
+# --------------------------------------------------------------------------- paths
+
+
+@dataclass(frozen=True)
+class PathCheck:
+    """Where a tool's target path lands."""
+
+    rel: str | None
+    """The path relative to the repository (POSIX), or None when it leaves it."""
+    reason: str | None
+    """Why the path is refused outright (outside the repository, inside .git...), or None."""
+
+
+def repo_relative(repo: Path, raw: str, *, cwd: Path | None = None) -> PathCheck:
+    """Normalise a tool's path argument against ``repo``.
+
+    Relative paths are taken from ``cwd`` (default the repository); absolute paths inside the
+    repository are accepted; symlinks are resolved so a link pointing out is caught.
+    """
+    if not raw or "\x00" in raw:
+        return PathCheck(None, "empty or invalid path")
+    root = repo.resolve()
+    base = (cwd or repo).resolve()
+    expanded = os.path.expanduser(raw)
+    candidate = Path(expanded) if os.path.isabs(expanded) else base / expanded
+    resolved = Path(os.path.realpath(os.path.normpath(candidate)))
+    try:
+        rel = resolved.relative_to(root)
+    except ValueError:
+        return PathCheck(None, f"{raw} is outside the repository {root}")
+    rel_posix = rel.as_posix()
+    if rel_posix in ("", "."):
+        return PathCheck(None, f"{raw} is the repository root, not a file")
+    if PurePosixPath(rel_posix).parts[0] in _SKIP_DIRS:
+        return PathCheck(rel_posix, f"{rel_posix} is inside {PurePosixPath(rel_posix).parts[0]}/")
+    return PathCheck(rel_posix, None)
+
+
+def guarded_path(tool_input: dict[str, Any]) -> str | None:
+    """The target path argument of a guarded tool call, if any."""
+    for key in ("file_path", "notebook_path", "path"):
+        value = tool_input.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The state of the repository files that matter, at one moment."""
+
+    git: bool
+    """Taken with git (dirty files + HEAD) rather than by hashing globbed files."""
+    head: str | None
+    """``HEAD`` commit, in a git checkout with commits."""
+    files: dict[str, str]
+    """Path → content hash (``"-"`` for a deleted/missing file) of dirty or globbed files."""
+
+
+def _hash_file(path: Path) -> str:
+    try:
+        if path.is_symlink():
+            return "link:" + os.readlink(path)
+        if not path.is_file():
+            return "-"
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 16), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    except OSError:
+        return "-"
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        check=False,
+        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
+    )
+
+
+def is_git_repo(repo: Path) -> bool:
+    """Whether ``repo`` is the top of a git work tree."""
+    proc = _git(repo, "rev-parse", "--show-toplevel")
+    if proc.returncode != 0:
+        return False
+    top = Path(proc.stdout.decode(errors="replace").strip())
+    try:
+        return top.resolve() == repo.resolve()
+    except OSError:
+        return False
+
+
+def _git_dirty(repo: Path) -> list[str]:
+    proc = _git(repo, "status", "--porcelain", "-uall", "-z", "--no-renames")
+    if proc.returncode != 0:
+        return []
+    paths: list[str] = []
+    for entry in proc.stdout.decode(errors="surrogateescape").split("\0"):
+        if len(entry) > 3:
+            paths.append(entry[3:])
+    return paths
+
+
+def _walk(repo: Path, globs: Sequence[str]) -> list[str]:
+    found: list[str] = []
+    root = str(repo)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in filenames:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+            if not globs or matches_globs(rel, globs):
+                found.append(rel)
+                if len(found) >= _MAX_UNTRACKED_WALK:
+                    return found
+    return found
+
+
+def take_snapshot(repo: Path, globs: Sequence[str] = ()) -> Snapshot:
+    """Snapshot ``repo``: dirty files and HEAD with git, hashes of globbed files without."""
+    if is_git_repo(repo):
+        head_proc = _git(repo, "rev-parse", "--verify", "-q", "HEAD")
+        head = (head_proc.stdout.decode().strip() or None) if head_proc.returncode == 0 else None
+        files = {p: _hash_file(repo / p) for p in _git_dirty(repo)}
+        return Snapshot(git=True, head=head, files=files)
+    return Snapshot(
+        git=False, head=None, files={p: _hash_file(repo / p) for p in _walk(repo, globs)}
+    )
+
+
+def changed_files(repo: Path, before: Snapshot, after: Snapshot) -> list[str]:
+    """Repository paths whose content differs between the two snapshots, sorted."""
+    changed: set[str] = set()
+    for path in before.files.keys() | after.files.keys():
+        if before.files.get(path, "clean") != after.files.get(path, "clean"):
+            changed.add(path)
+    if before.git and after.git and before.head != after.head and after.head:
+        base = before.head or "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree
+        proc = _git(repo, "diff", "--name-only", "-z", "--no-renames", base, after.head)
+        if proc.returncode == 0:
+            changed.update(p for p in proc.stdout.decode(errors="replace").split("\0") if p)
+    return sorted(p for p in changed if PurePosixPath(p).parts[:1] != (".conductor",))
+
+
+def stray_temp_files(paths: Iterable[str]) -> list[str]:
+    """Temporary files an interrupted Write leaves behind (``name.tmp.<pid>.<hex>``)."""
+    return [p for p in paths if _BUDGET_TEMP_RE.search(p)]
+
+
+# --------------------------------------------------------------------------- the record
+
+
+@dataclass
+class Claim:
+    """What the worker said it did, through report_complete / report_failed."""
+
+    complete: bool
+    """True for report_complete, False for report_failed."""
+    summary: str = ""
+    """The worker's summary (report_complete) or reason (report_failed)."""
+    files_changed: list[str] = field(default_factory=list)
+    """Files the worker says it changed."""
+    notes: str | None = None
+    """Free-form notes for reviewers."""
+
+
+@dataclass
+class Evidence:
+    """Everything observed about one attempt, filled in while its sessions run."""
+
+    tool_use_ids: set[str] = field(default_factory=set)
+    """Ids of the work tool calls seen (conductor's own tools excluded)."""
+    tool_counts: dict[str, int] = field(default_factory=dict)
+    """Work tool calls by tool name."""
+    denials: list[dict[str, str]] = field(default_factory=list)
+    """Each refused write: ``{tool, path, reason}``."""
+    claim: Claim | None = None
+    """The latest claim, if the worker made one."""
+
+    def record_tool_use(self, tool_name: str, tool_use_id: str | None) -> None:
+        """Count one tool call once, however many times it is observed."""
+        if tool_name.startswith(CONDUCTOR_TOOL_PREFIX):
+            return
+        key = tool_use_id or f"anon-{len(self.tool_use_ids)}"
+        if key in self.tool_use_ids:
+            return
+        self.tool_use_ids.add(key)
+        self.tool_counts[tool_name] = self.tool_counts.get(tool_name, 0) + 1
+
+    @property
+    def tool_calls(self) -> int:
+        """Number of distinct work tool calls."""
+        return len(self.tool_use_ids)
+
+
+def expects_change(task_type: str | None, has_files: bool) -> bool:
+    """Whether a completed task of this type must have changed at least one file."""
+    kind = (task_type or "").strip().lower()
+    if kind in NO_CHANGE_EXPECTED:
+        return False
+    if kind in EXPECTS_CHANGE:
+        return True
+    if kind in EXPECTS_CHANGE_IF_FILES:
+        return has_files
+    return has_files
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement of a finished session's claim against its evidence."""
+
+    ok: bool
+    """The claim stands."""
+    error: str | None
+    """Why not."""
+    summary: str | None
+    """The claim's summary, if any."""
+
+
+def judge(
+    evidence: Evidence, observed: Sequence[str], *, task_type: str | None, has_files: bool
+) -> Verdict:
+    """Turn a claim and its evidence into a verdict (session errors are judged by the caller)."""
+    claim = evidence.claim
+    if claim is None:
+        return Verdict(False, "session ended without reporting completion", None)
+    if not claim.complete:
+        return Verdict(False, f"worker reported failure: {claim.summary}", claim.summary)
+    if evidence.tool_calls == 0:
+        return Verdict(False, "no evidence: no tool calls", claim.summary)
+    if not observed and expects_change(task_type, has_files):
+        return Verdict(False, "no evidence: no file changed", claim.summary)
+    return Verdict(True, None, claim.summary)
+
+
+# --------------------------------------------------------------------------- the guard
+
+
+HolderFn = Callable[[str], Any]
+"""``holder(path) -> LockInfo | None`` of the track's path locks."""
+
+
+@dataclass
+class FileGuard:
+    """Decides whether a write by this worker may go ahead (see the module docstring)."""
+
+    repo: Path
+    """The repository checkout."""
+    globs: tuple[str, ...]
+    """The task's ``files``; empty means unconfined."""
+    worker: str
+    """This worker's id: its own locks never block it."""
+    holder: HolderFn | None = None
+    """Lock lookup, when the run has path locks."""
+    extra_forbidden: tuple[Path, ...] = ()
+    """More directories no write may enter (the state directory)."""
+
+    def check(self, raw_path: str, *, cwd: Path | None = None) -> tuple[str | None, str | None]:
+        """``(relative path, denial reason)``; the reason is None when the write may go ahead."""
+        where = repo_relative(self.repo, raw_path, cwd=cwd)
+        if where.reason is not None:
+            return where.rel, where.reason
+        assert where.rel is not None
+        target = (self.repo.resolve() / where.rel).resolve()
+        for forbidden in self.extra_forbidden:
+            try:
+                target.relative_to(forbidden.resolve())
+            except ValueError:
+                continue
+            return where.rel, f"{where.rel} is inside conductor's state directory"
+        if self.globs and not matches_globs(where.rel, self.globs):
+            allowed = ", ".join(self.globs)
+            return where.rel, (
+                f"{where.rel} is outside this task's files ({allowed}); "
+                "change only the files your task declares"
+            )
+        if self.holder is not None:
+            info = self.holder(where.rel)
+            other = getattr(info, "worker", None) if info is not None else None
+            if other is not None and other != self.worker:
+                task = getattr(info, "task", None)
+                return where.rel, (
+                    f"{where.rel} is locked by worker {other}"
+                    + (f" (task {task})" if task else "")
+                    + "; wait for it or work on other files"
+                )
+        return where.rel, None

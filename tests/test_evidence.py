@@ -1,0 +1,231 @@
+"""Evidence: globs, path normalisation, snapshots, the file guard and the claim verdict."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conductor.executors.evidence import (
+    Claim,
+    Evidence,
+    FileGuard,
+    changed_files,
+    expects_change,
+    judge,
+    matches_globs,
+    repo_relative,
+    stray_temp_files,
+    take_snapshot,
+)
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def gitrepo(tmp_path: Path) -> Path:
+    """A git repository with two committed files."""
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src" / "a.py").write_text("a = 1\n")
+    (repo / "README.md").write_text("hello\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "init")
+    return repo
+
+
+@pytest.mark.parametrize(
+    ("path", "globs", "expected"),
+    [
+        ("src/a.py", ["src/*.py"], True),
+        ("src/pkg/a.py", ["src/*.py"], False),
+        ("src/pkg/a.py", ["src/**/*.py"], True),
+        ("src/a.py", ["src/**/*.py"], True),
+        ("src/a.py", ["src/**"], True),
+        ("src/a.py", ["src/"], True),
+        ("src/a.py", ["src"], True),
+        ("srcx/a.py", ["src"], False),
+        ("README.md", ["README.md"], True),
+        ("docs/README.md", ["README.md"], False),
+        ("docs/x.md", ["**/*.md"], True),
+        ("x.md", ["**/*.md"], True),
+        ("a1.txt", ["a?.txt"], True),
+        ("ab.txt", ["a[0-9].txt"], False),
+        ("a.py", ["./a.py"], True),
+    ],
+)
+def test_matches_globs(path: str, globs: list[str], expected: bool) -> None:
+    """Globs: ``*`` stays in one directory, ``**`` spans many, a directory covers its tree."""
+    assert matches_globs(path, globs) is expected
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c.py", "d"]), min_size=1, max_size=5))
+def test_literal_glob_matches_itself(parts: list[str]) -> None:
+    """A literal path always matches itself and nothing that merely shares its prefix."""
+    path = "/".join(parts)
+    assert matches_globs(path, [path])
+    assert not matches_globs(path + "x", [path])
+
+
+def test_repo_relative_normalises_and_refuses(tmp_path: Path) -> None:
+    """Relative and absolute paths inside the repository are normalised; escapes are refused."""
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    assert repo_relative(repo, "src/a.py").rel == "src/a.py"
+    assert repo_relative(repo, str(repo / "src" / ".." / "b.py")).rel == "b.py"
+    assert repo_relative(repo, "./src//a.py").rel == "src/a.py"
+    out = repo_relative(repo, "../elsewhere.txt")
+    assert out.rel is None and "outside the repository" in (out.reason or "")
+    assert repo_relative(repo, "/etc/passwd").rel is None
+    assert repo_relative(repo, ".git/config").reason is not None
+    (repo / "link").symlink_to(tmp_path)
+    assert repo_relative(repo, "link/x.txt").rel is None
+
+
+def test_git_snapshot_sees_new_modified_deleted_and_committed(gitrepo: Path) -> None:
+    """A git snapshot diff lists new, changed, deleted and committed files, not untouched ones."""
+    (gitrepo / "dirty.txt").write_text("already dirty\n")
+    before = take_snapshot(gitrepo)
+    assert before.git and before.head
+    (gitrepo / "src" / "new.py").write_text("x = 1\n")
+    (gitrepo / "README.md").write_text("changed\n")
+    (gitrepo / "dirty.txt").write_text("dirty again\n")
+    after = take_snapshot(gitrepo)
+    assert changed_files(gitrepo, before, after) == ["README.md", "dirty.txt", "src/new.py"]
+    # a commit made during the session is still seen
+    (gitrepo / "src" / "a.py").write_text("a = 2\n")
+    _git(gitrepo, "add", "src/a.py")
+    _git(gitrepo, "commit", "-q", "-m", "worker commit")
+    later = take_snapshot(gitrepo)
+    assert "src/a.py" in changed_files(gitrepo, before, later)
+    (gitrepo / "src" / "a.py").unlink()
+    assert "src/a.py" in changed_files(gitrepo, before, take_snapshot(gitrepo))
+
+
+def test_git_snapshot_ignores_state_directory(gitrepo: Path) -> None:
+    """Files under .conductor/ never count as the worker's changes."""
+    before = take_snapshot(gitrepo)
+    (gitrepo / ".conductor" / "t").mkdir(parents=True)
+    (gitrepo / ".conductor" / "t" / "x.json").write_text("{}")
+    assert changed_files(gitrepo, before, take_snapshot(gitrepo)) == []
+
+
+def test_plain_snapshot_hashes_globbed_files(tmp_path: Path) -> None:
+    """Outside git, only files matching the task's globs are hashed and compared."""
+    repo = tmp_path / "plain"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src" / "a.py").write_text("1")
+    (repo / "other.txt").write_text("1")
+    before = take_snapshot(repo, ["src/**"])
+    assert not before.git and set(before.files) == {"src/a.py"}
+    (repo / "src" / "a.py").write_text("2")
+    (repo / "src" / "b.py").write_text("new")
+    (repo / "other.txt").write_text("2")
+    assert changed_files(repo, before, take_snapshot(repo, ["src/**"])) == ["src/a.py", "src/b.py"]
+
+
+def test_stray_temp_files() -> None:
+    """Half-written Write temp files are recognised by their name."""
+    paths = ["a.py", "a.py.tmp.1234.9f8e7d", "b.tmp", "x.tmp.12.zz"]
+    assert stray_temp_files(paths) == ["a.py.tmp.1234.9f8e7d"]
+
+
+def test_guard_denies_outside_files_and_repo(tmp_path: Path) -> None:
+    """The guard allows declared files, refuses others, the repository's outside and state dir."""
+    repo = tmp_path / "repo"
+    (repo / ".conductor").mkdir(parents=True)
+    guard = FileGuard(
+        repo=repo, globs=("src/**",), worker="t.1", extra_forbidden=(repo / ".conductor",)
+    )
+    assert guard.check("src/a.py") == ("src/a.py", None)
+    assert guard.check(str(repo / "src" / "deep" / "b.py")) == ("src/deep/b.py", None)
+    rel, reason = guard.check("docs/x.md")
+    assert rel == "docs/x.md" and reason and "outside this task's files" in reason
+    assert guard.check("../x")[1]
+    assert guard.check(".conductor/t/bus/1.json")[1]
+    unconfined = FileGuard(repo=repo, globs=(), worker="t.1")
+    assert unconfined.check("anything/at/all.txt") == ("anything/at/all.txt", None)
+    assert unconfined.check("/tmp/x")[1]
+
+
+def test_guard_denies_files_locked_by_another_worker(tmp_path: Path) -> None:
+    """A file locked by another worker is refused; the worker's own lock is not in the way."""
+    holders = {"a.py": SimpleNamespace(worker="other.1", task="other")}
+    guard = FileGuard(repo=tmp_path, globs=(), worker="me.1", holder=holders.get)
+    _rel, reason = guard.check("a.py")
+    assert reason and "locked by worker other.1" in reason and "(task other)" in reason
+    own = FileGuard(repo=tmp_path, globs=(), worker="other.1", holder=holders.get)
+    assert own.check("a.py") == ("a.py", None)
+
+
+def test_evidence_counts_each_call_once_and_skips_conductor_tools() -> None:
+    """A tool call seen by hook and stream counts once; conductor's own tools do not count."""
+    ev = Evidence()
+    ev.record_tool_use("Write", "tu1")
+    ev.record_tool_use("Write", "tu1")
+    ev.record_tool_use("Bash", "tu2")
+    ev.record_tool_use("mcp__conductor__report_complete", "tu3")
+    assert ev.tool_calls == 2
+    assert ev.tool_counts == {"Write": 1, "Bash": 1}
+
+
+@pytest.mark.parametrize(
+    ("kind", "has_files", "expected"),
+    [
+        ("code", False, True),
+        ("ui", True, True),
+        ("test", False, True),
+        ("integration", False, True),
+        ("docs", True, True),
+        ("docs", False, False),
+        ("config", True, True),
+        ("research", True, False),
+        ("review", False, False),
+        ("analysis", True, False),
+        (None, True, True),
+        (None, False, False),
+    ],
+)
+def test_expects_change(kind: str | None, has_files: bool, expected: bool) -> None:
+    """Which task types must show a file change for a completion claim to stand."""
+    assert expects_change(kind, has_files) is expected
+
+
+def test_judge_rules() -> None:
+    """No claim, a failure claim, no tool calls and no change are each rejected with a reason."""
+    ev = Evidence()
+    assert judge(ev, [], task_type="code", has_files=True).error == (
+        "session ended without reporting completion"
+    )
+    ev.claim = Claim(complete=False, summary="cannot build")
+    assert "cannot build" in (judge(ev, ["a"], task_type="code", has_files=True).error or "")
+    ev.claim = Claim(complete=True, summary="done", files_changed=["a.py"])
+    assert judge(ev, ["a.py"], task_type="code", has_files=True).error == (
+        "no evidence: no tool calls"
+    )
+    ev.record_tool_use("Write", "t1")
+    assert judge(ev, [], task_type="code", has_files=True).error == "no evidence: no file changed"
+    assert judge(ev, [], task_type="research", has_files=False).ok
+    verdict = judge(ev, ["a.py"], task_type="code", has_files=True)
+    assert verdict.ok and verdict.summary == "done"
+
+
+def test_snapshot_of_missing_file_is_deleted_marker(gitrepo: Path) -> None:
+    """A tracked file deleted before the session and recreated during it counts as changed."""
+    os.remove(gitrepo / "README.md")
+    before = take_snapshot(gitrepo)
+    assert before.files["README.md"] == "-"
+    (gitrepo / "README.md").write_text("back\n")
+    assert changed_files(gitrepo, before, take_snapshot(gitrepo)) == ["README.md"]
