@@ -55,8 +55,8 @@ class Track:
     def task(self, task_id: str) -> Task:
         return next(t for t in self.tasks if t.id == task_id)
 
-    def dependents(self, task_id: str) -> list[Task]:
-        return [t for t in self.tasks if task_id in t.depends_on]
+    def dependents(self, task_id: str) -> list[str]:
+        return [t.id for t in self.tasks if task_id in t.depends_on]
 
 
 def agent_file(repo: Path, filename: str, text: str) -> Path:

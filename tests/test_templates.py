@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import conductor
-from conductor.agents import AgentRegistry, ResolvedAgent
+from conductor.agents import AgentRegistry, ResolvedAgent, TaskSpec, TrackSpec
 from conductor.errors import StateError, TemplateError, UserError
 from conductor.templates import (
     DEFAULT_TOOL_NAMES,
@@ -79,8 +79,8 @@ class Track:
                 return task
         raise KeyError(task_id)
 
-    def dependents(self, task_id: str) -> list[Task]:
-        return [t for t in self.tasks if task_id in t.depends_on]
+    def dependents(self, task_id: str) -> list[str]:
+        return [t.id for t in self.tasks if task_id in t.depends_on]
 
 
 def demo_track(**track_kw: Any) -> Track:
@@ -108,7 +108,7 @@ AGENT = ResolvedAgent(
 )
 
 
-def render(ts: TemplateSet, track: Track, task: Task, **kw: Any) -> Any:
+def render(ts: TemplateSet, track: TrackSpec, task: TaskSpec, **kw: Any) -> Any:
     args: dict[str, Any] = {
         "track": track,
         "task": task,
@@ -383,7 +383,7 @@ def test_values_are_not_scanned_again(tmp_path: Path) -> None:
     assert body == "Return {task_id} and {{x}} as-is\n- dict is {}\n"
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n")))
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\n")))
 def test_escaping_round_trips(text: str) -> None:
     """Any line with its braces doubled renders back to itself."""
     escaped = text.replace("{", "{{").replace("}", "}}")
@@ -694,3 +694,36 @@ def test_write_skill_refuses_existing_file_and_symlinked_dir(tmp_path: Path) -> 
     with pytest.raises(StateError, match="symbolic link"):
         write_skill(tmp_path / "link", _rendered(tmp_path))
     assert not (real / "SKILL.md").exists()
+
+
+def test_builtin_readme_is_not_a_template(tmp_path: Path) -> None:
+    """The README shipped beside the built-in templates documents them and is not one."""
+    assert (builtin_templates_dir() / "README.md").is_file()
+    assert "README" not in TemplateSet(tmp_path).names()
+
+
+def test_check_templates_with_a_loaded_track_file(tmp_path: Path) -> None:
+    """check_templates works on a track loaded from YAML, agents and overrides included."""
+    from conductor.track import load_track
+
+    (tmp_path / "track.yaml").write_text(
+        "track: real\n"
+        "templates: tpl\n"
+        "agents:\n  api-designer: {role: API designer}\n"
+        "tasks:\n"
+        "  - {id: api, type: code, agent: api-designer, acceptance: [it works]}\n"
+        "  - {id: guide, type: docs, depends_on: [api]}\n"
+        "  - {id: build, run: make}\n"
+    )
+    write_template(tmp_path / "tpl", "docs-worker", "Docs for {task_id} after\n{depends_on}\n")
+    track = load_track(tmp_path / "track.yaml")
+    check_templates(track, tmp_path)
+    ts = TemplateSet(tmp_path, track)
+    agent = AgentRegistry(track, tmp_path).resolve(track.task("guide"))
+    rendered = render(ts, track, track.task("guide"), agent=agent)
+    assert rendered.body == "Docs for guide after\n- `api`\n"
+    api = render(ts, track, track.task("api"))
+    assert "- `guide`" in api.body
+    write_template(tmp_path / "tpl", "docs-worker", "Docs {task}\n")
+    with pytest.raises(TemplateError, match=r"tpl/docs-worker.md:9: unknown placeholder"):
+        check_templates(track, tmp_path)
