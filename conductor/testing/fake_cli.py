@@ -993,6 +993,27 @@ class _Turn:
         if step is not None and step.cost is not None:
             self.add_cost(step.cost)
 
+    def interrupted(self, reason: str) -> NoReturn:
+        """End the turn the way the CLI does after an ``interrupt`` control request."""
+        suffix = " for tool use" if reason == "aborted_tools" else ""
+        self.cli.emit(
+            {
+                "type": "user",
+                "message": {
+                    "role": "user",
+                    "content": [{"type": "text", "text": f"[Request interrupted by user{suffix}]"}],
+                },
+                "parent_tool_use_id": None,
+                **self._base(),
+            }
+        )
+        raise _Finish(
+            subtype="error_during_execution",
+            terminal_reason=reason,
+            result=None,
+            errors=["Interrupted by the host"],
+        )
+
     def add_cost(self, usd: float) -> None:
         self.cli.total_cost += usd
         budget = self.cli.args.max_budget_usd
@@ -1044,7 +1065,7 @@ class _Turn:
         try:
             for step in steps:
                 if cli._interrupted.is_set():
-                    raise _Finish(**_interrupted_result())
+                    self.interrupted("aborted_streaming")
                 self.step(step)
         except _Finish as finish:
             self.finish(finish.result)
@@ -1091,7 +1112,7 @@ class _Turn:
             "duration_ms": int((time.monotonic() - self.started) * 1000),
             "duration_api_ms": 0,
             "num_turns": fields.get("num_turns", self.turns),
-            "result": fields.get("result") if fields.get("result") is not None else self.last_text,
+            "result": fields.get("result", self.last_text),
             "stop_reason": fields.get("stop_reason", "end_turn"),
             "session_id": cli.session_id,
             "total_cost_usd": cli.total_cost,
@@ -1178,12 +1199,13 @@ class _Turn:
             self.api_error(step.error.api_error_status, step.error.message)
         elif action == "result" and step.result is not None:
             r2 = step.result
+            custom = {"result": r2.result} if r2.result is not None else {}
             raise _Finish(
                 subtype=r2.subtype,
                 is_error=r2.is_error,
-                result=r2.result,
                 terminal_reason=r2.terminal_reason,
                 errors=r2.errors,
+                **custom,
             )
         elif action == "exit" and step.exit is not None:
             code = step.exit
@@ -1202,7 +1224,7 @@ class _Turn:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             if self.cli._interrupted.wait(min(left, 0.05)):
-                raise _Finish(**_interrupted_result())
+                self.interrupted("aborted_streaming")
 
     def hang(self, mode: str) -> None:
         self.cli.log.write("hang", mode=mode)
@@ -1214,7 +1236,7 @@ class _Turn:
             if mode == "eof" and self.cli._eof.is_set():
                 self.cli._die(0)
             if self.cli._interrupted.wait(0.05):
-                raise _Finish(**_interrupted_result())
+                self.interrupted("aborted_streaming")
 
     def api_error(self, status: int, message: str) -> None:
         text = f"API Error: {status} {message}"
@@ -1315,7 +1337,8 @@ class _Turn:
             self.deny(name, tool_use_id, decision)
             return
         if cli._interrupted.is_set():
-            raise _Finish(**_interrupted_result())
+            self.tool_result(tool_use_id, _ToolOutcome(_REJECTED, True))
+            self.interrupted("aborted_tools")
         outcome = run(decision.input)
         self.tool_result(tool_use_id, outcome)
         if not outcome.is_error:
@@ -1474,12 +1497,11 @@ def _server_rule_hit(rules: set[str], name: str) -> bool:
     return server in rules or f"{server}__*" in rules
 
 
-def _interrupted_result() -> dict[str, Any]:
-    return {
-        "subtype": "error_during_execution",
-        "terminal_reason": "aborted_streaming",
-        "errors": ["Interrupted by the host"],
-    }
+_REJECTED = (
+    "The user doesn't want to proceed with this tool use. The tool use was rejected (eg. if it "
+    "was a file edit, the new_string was NOT written to the file). STOP what you are doing and "
+    "wait for the user to tell you how to proceed."
+)
 
 
 def _error_kind(status: int) -> str:
