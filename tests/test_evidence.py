@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
@@ -18,11 +17,13 @@ from conductor.executors.evidence import (
     changed_files,
     expects_change,
     judge,
+    locks_covering,
     matches_globs,
     repo_relative,
     stray_temp_files,
     take_snapshot,
 )
+from conductor.locks import PathLocks
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -162,11 +163,19 @@ def test_guard_denies_outside_files_and_repo(tmp_path: Path) -> None:
 
 def test_guard_denies_files_locked_by_another_worker(tmp_path: Path) -> None:
     """A file locked by another worker is refused; the worker's own lock is not in the way."""
-    holders = {"a.py": SimpleNamespace(worker="other.1", task="other")}
-    guard = FileGuard(repo=tmp_path, globs=(), worker="me.1", holder=holders.get)
+    locks = PathLocks(tmp_path / "locks")
+    locks.acquire("a.py", worker="other.1", task="other", attempt=1)
+    locks.acquire("lib/*.py", worker="other.1", task="other", attempt=1)
+    locks.acquire("mine.py", worker="me.1", task="me", attempt=1)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    guard = FileGuard(repo=repo, globs=(), worker="me.1", locks=locks_covering(locks))
     _rel, reason = guard.check("a.py")
     assert reason and "locked by worker other.1" in reason and "(task other)" in reason
-    own = FileGuard(repo=tmp_path, globs=(), worker="other.1", holder=holders.get)
+    assert guard.check("lib/x.py")[1], "a glob lock covers the files it matches"
+    assert guard.check("mine.py") == ("mine.py", None)
+    assert guard.check("b.py") == ("b.py", None)
+    own = FileGuard(repo=repo, globs=(), worker="other.1", locks=locks_covering(locks))
     assert own.check("a.py") == ("a.py", None)
 
 

@@ -357,8 +357,19 @@ def judge(
 # --------------------------------------------------------------------------- the guard
 
 
-HolderFn = Callable[[str], Any]
-"""``holder(path) -> LockInfo | None`` of the track's path locks."""
+LocksFn = Callable[[str], Iterable[Any]]
+"""``covering(path) -> [LockInfo...]``: the locks whose path or pattern covers a path."""
+
+
+def locks_covering(locks: Any) -> LocksFn:
+    """A ``LocksFn`` over a ``PathLocks``: exact records and glob records that match."""
+
+    def covering(rel: str) -> list[Any]:
+        return [
+            info for info in locks.list() if info.path == rel or matches_globs(rel, [info.path])
+        ]
+
+    return covering
 
 
 @dataclass
@@ -371,7 +382,7 @@ class FileGuard:
     """The task's ``files``; empty means unconfined."""
     worker: str
     """This worker's id: its own locks never block it."""
-    holder: HolderFn | None = None
+    locks: LocksFn | None = None
     """Lock lookup, when the run has path locks."""
     extra_forbidden: tuple[Path, ...] = ()
     """More directories no write may enter (the state directory)."""
@@ -395,14 +406,14 @@ class FileGuard:
                 f"{where.rel} is outside this task's files ({allowed}); "
                 "change only the files your task declares"
             )
-        if self.holder is not None:
-            info = self.holder(where.rel)
-            other = getattr(info, "worker", None) if info is not None else None
-            if other is not None and other != self.worker:
-                task = getattr(info, "task", None)
-                return where.rel, (
-                    f"{where.rel} is locked by worker {other}"
-                    + (f" (task {task})" if task else "")
-                    + "; wait for it or work on other files"
-                )
+        if self.locks is not None:
+            for info in self.locks(where.rel):
+                other = getattr(info, "worker", None)
+                if other is not None and other != self.worker:
+                    task = getattr(info, "task", None)
+                    return where.rel, (
+                        f"{where.rel} is locked by worker {other}"
+                        + (f" (task {task})" if task else "")
+                        + "; wait for it or work on other files"
+                    )
         return where.rel, None

@@ -1,0 +1,875 @@
+"""Run a task as a background Claude agent session (claude-agent-sdk).
+
+One attempt is one isolated session (more only when the API is overloaded, see below):
+
+- **system prompt**: the worker's rendered ``SKILL.md`` body appended to Claude Code's preset
+  prompt; over ``LARGE_PROMPT_BYTES`` it is passed as a file (``--append-system-prompt-file``)
+  because a long argument fails with "Argument list too long";
+- **isolation**: ``setting_sources=[]`` (no user or project settings, hooks or CLAUDE.md) unless
+  the track opts in, only conductor's MCP server (``strict_mcp_config``), its own
+  ``CLAUDE_CONFIG_DIR`` and ``TMPDIR`` inside the worker directory. With a private config
+  directory a Claude login is not seen: give the CLI ``ANTHROPIC_API_KEY`` (or
+  ``CLAUDE_CODE_OAUTH_TOKEN``) in the environment;
+- **limits**: the agent's tools (also auto-allowed: a background session has nobody to ask), the
+  task's or track's permission mode (default ``acceptEdits``), ``max_turns``, and
+  ``max_budget_usd`` capped by what is left of the track's budget;
+- **reporting**: the ``conductor`` MCP server (``bus_tools``) and a PreToolUse file guard
+  (``evidence.FileGuard``); the CLI's stderr goes to the attempt's log.
+
+The message stream is always drained to its end (leaving it early leaks the CLI process). The
+bus gets WORKER_STARTED (session id, CLI pid and its start time for ``reap_orphan``), PROGRESS
+(tokens, cost, turns; at most one per ``PROGRESS_INTERVAL`` seconds plus one at the end),
+API_RETRY, TOOL_DENIED and the worker's CLAIM_* messages.
+
+Cost: ``total_cost_usd`` is cumulative within a session, so each result adds only its
+increase; ``Outcome.cost_usd`` is the sum over this attempt's sessions.
+
+API errors: when a session ends on an API error (429, 529/overloaded, ``terminal_reason``
+``api_error``) before the worker claimed anything, the whole session is run again after
+``api_backoff * 2**n`` seconds, up to ``api_retries`` times, with an API_RETRY message each
+time; this is not a task failure. Exhausted, the outcome is a retryable failure.
+
+The verdict: a session error (``error_max_budget_usd``, ``error_during_execution``, a crash)
+fails the attempt; otherwise the worker's claim is judged against the evidence
+(``evidence.judge``). A worker that claimed completion and was then stopped by
+``error_max_turns`` (the claim was its last allowed turn) is judged by its evidence too.
+After a budget cut the tree is treated as dirty: every observed change is reported and the
+half-written ``*.tmp.<pid>.<hex>`` files the cut left are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
+
+import anyio
+import psutil
+import structlog
+from claude_agent_sdk import (
+    AssistantMessage,
+    ClaudeAgentOptions,
+    ClaudeSDKClient,
+    ClaudeSDKError,
+    CLINotFoundError,
+    HookMatcher,
+    ProcessError,
+    ResultError,
+    ResultMessage,
+    SystemMessage,
+    ToolUseBlock,
+)
+
+from conductor.errors import ConductorError, UserError
+from conductor.executors.base import AttemptContext, Outcome
+from conductor.executors.bus_tools import (
+    SERVER_KEY,
+    WorkerBinding,
+    build_bus_server,
+    qualified_tool_names,
+)
+from conductor.executors.evidence import (
+    GUARDED_MATCHER,
+    GUARDED_TOOLS,
+    Evidence,
+    FileGuard,
+    Snapshot,
+    changed_files,
+    guarded_path,
+    judge,
+    locks_covering,
+    stray_temp_files,
+    take_snapshot,
+)
+from conductor.messages import MessageType
+
+if TYPE_CHECKING:
+    from claude_agent_sdk.types import (
+        HookContext,
+        HookInput,
+        HookJSONOutput,
+        PermissionMode,
+        SettingSource,
+    )
+
+log = structlog.get_logger(__name__)
+
+CLI_ENV = "CONDUCTOR_CLAUDE_CLI"
+"""Environment variable naming the Claude Code executable to run (e.g. the offline fake)."""
+
+LARGE_PROMPT_BYTES = 100 * 1024
+"""System prompts larger than this are passed as a file."""
+
+PROGRESS_INTERVAL = 2.0
+"""Minimum seconds between two PROGRESS messages of one attempt."""
+
+MAX_BACKOFF = 300.0
+"""Longest wait before re-running a session after an API error."""
+
+TERM_GRACE = 3.0
+"""Seconds between SIGTERM and SIGKILL when ending a CLI process tree."""
+
+API_ERROR_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
+"""HTTP statuses of a failed API call worth re-running the session for."""
+
+_DEFAULT_PERMISSION_MODE = "acceptEdits"
+_ISOLATION_ENV = {
+    # No telemetry, update checks or session-title requests (the latter is billed).
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    # Offer the conductor tools from the first request instead of behind ToolSearch.
+    "ENABLE_TOOL_SEARCH": "false",
+}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def terminate_tree(procs: list[psutil.Process], grace: float = TERM_GRACE) -> int:
+    """SIGTERM ``procs``, wait up to ``grace`` seconds, SIGKILL the rest; return how many died."""
+    alive = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGTERM)
+            alive.append(proc)
+    if not alive:
+        return 0
+    gone, still = psutil.wait_procs(alive, timeout=grace)
+    for proc in still:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    if still:
+        psutil.wait_procs(still, timeout=grace)
+    return len(gone) + len(still)
+
+
+def reap_orphan(payload: dict[str, Any]) -> bool:
+    """End the CLI process a WORKER_STARTED ``payload`` records, if it still runs.
+
+    The process must still have the recorded start time (``cli_pid_start``): a reused pid is
+    left alone. Its descendants go too (SIGTERM, then SIGKILL). True if something was ended.
+    """
+    pid = payload.get("cli_pid")
+    start = payload.get("cli_pid_start")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1 or pid == os.getpid():
+        return False
+    if not isinstance(start, int | float) or isinstance(start, bool):
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - float(start)) > 0.05:
+            return False
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return False
+    return terminate_tree(family) > 0
+
+
+# --------------------------------------------------------------------------- metering
+
+
+def _add_usage(total: dict[str, Any], usage: dict[str, Any] | None) -> None:
+    for key, value in (usage or {}).items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            total[key] = total.get(key, 0) + value
+        elif isinstance(value, dict):
+            sub = total.setdefault(key, {})
+            if isinstance(sub, dict):
+                _add_usage(sub, value)
+
+
+def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
+    tin = sum(
+        int(usage.get(k, 0) or 0)
+        for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )
+    return tin, int(usage.get("output_tokens", 0) or 0)
+
+
+@dataclass
+class Meter:
+    """Cost, usage and turns of one attempt, and the throttled PROGRESS messages about them."""
+
+    post: Callable[..., Any]
+    """Posts as the worker."""
+    interval: float = PROGRESS_INTERVAL
+    """Minimum seconds between PROGRESS messages."""
+    clock: Callable[[], float] = time.monotonic
+    """Time source (tests replace it)."""
+    cost_done: float = 0.0
+    """Cost of the attempt's finished sessions."""
+    session_cost: float = 0.0
+    """Latest cumulative ``total_cost_usd`` of the running session."""
+    usage: dict[str, Any] = field(default_factory=dict)
+    """Usage summed over results."""
+    live: dict[str, Any] = field(default_factory=dict)
+    """Usage of assistant messages since the last result (not yet in ``usage``)."""
+    turns_done: int = 0
+    """Turns of the finished sessions."""
+    session_turns: int = 0
+    """Turns of the running session."""
+    results: int = 0
+    """Results seen."""
+    _seen: set[str] = field(default_factory=set)
+    _last_post: float | None = None
+    _dirty: bool = False
+
+    @property
+    def cost(self) -> float:
+        """This attempt's cost so far."""
+        return self.cost_done + self.session_cost
+
+    @property
+    def turns(self) -> int:
+        """This attempt's turns so far."""
+        return self.turns_done + self.session_turns
+
+    def begin_session(self) -> None:
+        """A new session starts: its cumulative counters start from zero."""
+        self.cost_done += self.session_cost
+        self.turns_done += self.session_turns
+        self.session_cost = 0.0
+        self.session_turns = 0
+        self.live = {}
+        self._seen.clear()
+
+    def on_assistant(self, message: AssistantMessage) -> None:
+        """Count an assistant message's usage once per API message id."""
+        if message.usage is None or message.parent_tool_use_id is not None:
+            return
+        key = message.message_id or message.uuid or str(id(message))
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        _add_usage(self.live, message.usage)
+        self._dirty = True
+        self.maybe_post()
+
+    def on_result(self, result: ResultMessage) -> None:
+        """Take a result's usage, its cost increase and its turns."""
+        self.results += 1
+        if result.total_cost_usd is not None:
+            self.session_cost = max(self.session_cost, float(result.total_cost_usd))
+        _add_usage(self.usage, result.usage)
+        self.live = {}
+        self.session_turns = max(self.session_turns, int(result.num_turns or 0))
+        self._dirty = True
+        self.maybe_post()
+
+    def payload(self) -> dict[str, Any]:
+        """The PROGRESS payload for the current figures."""
+        current: dict[str, Any] = {}
+        _add_usage(current, self.usage)
+        _add_usage(current, self.live)
+        tin, tout = _tokens(current)
+        return {
+            "source": "session",
+            "tokens_in": tin,
+            "tokens_out": tout,
+            "cost_usd": round(self.cost, 6),
+            "turns": self.turns,
+        }
+
+    def maybe_post(self, *, force: bool = False) -> None:
+        """Post PROGRESS if figures changed and the interval passed (or ``force``)."""
+        now = self.clock()
+        if not force:
+            if not self._dirty:
+                return
+            if self._last_post is not None and now - self._last_post < self.interval:
+                return
+        self._last_post = now
+        self._dirty = False
+        self.post(MessageType.PROGRESS, payload=self.payload())
+
+
+# --------------------------------------------------------------------------- a session
+
+
+@dataclass
+class _Prepared:
+    """The rendered worker for this attempt."""
+
+    agent_name: str
+    template: str
+    system_text: str
+    model: str | None
+    tools: list[str] | None
+    skill_path: Path
+
+
+@dataclass
+class SessionEnd:
+    """How one CLI session ended."""
+
+    session_id: str
+    """The id conductor gave the session."""
+    cli_pid: int | None = None
+    """The CLI process."""
+    result: ResultMessage | None = None
+    """The last result, if any."""
+    error: str | None = None
+    """A crash or protocol failure (no usable result)."""
+    exit_code: int | None = None
+    """The CLI's non-zero exit code, when known."""
+    fatal: bool = False
+    """A new attempt cannot help (the CLI is missing)."""
+    assistant_error: str | None = None
+    """The last ``AssistantMessage.error`` (``rate_limit``, ``server_error``...)."""
+
+    @property
+    def api_status(self) -> int | None:
+        """The HTTP status when the session ended on a retryable API error, else None."""
+        res = self.result
+        if res is not None and res.is_error:
+            status = res.api_error_status
+            text = (res.result or "").lower()
+            if status in API_ERROR_STATUSES:
+                return status
+            if res.terminal_reason == "api_error" or "overloaded" in text:
+                return status or 529
+            return None
+        if res is None and self.assistant_error in ("rate_limit", "server_error"):
+            return 429 if self.assistant_error == "rate_limit" else 529
+        return None
+
+
+def _open_log(path: Path, header: str) -> IO[str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by the caller
+    fh.write(header + "\n")
+    fh.flush()
+    return fh
+
+
+async def _one_prompt(text: str) -> AsyncIterator[dict[str, Any]]:
+    yield {
+        "type": "user",
+        "message": {"role": "user", "content": text},
+        "parent_tool_use_id": None,
+        "session_id": "",
+    }
+
+
+def _task_attr(ctx: AttemptContext, name: str, default: Any = None) -> Any:
+    value = getattr(ctx.task, name, None)
+    if value is None:
+        value = getattr(ctx.track, name, None)
+    return default if value is None else value
+
+
+class ClaudeExecutor:
+    """Runs an attempt as one background Claude session (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        cli_path: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+        max_buffer_size: int = 16 << 20,
+        api_retries: int = 3,
+        api_backoff: float = 5.0,
+    ) -> None:
+        self.cli_path = cli_path
+        """Claude Code executable; None uses the SDK's lookup (bundled binary first)."""
+        self.extra_env = dict(extra_env or {})
+        """Environment added to every session (under the attempt's own variables)."""
+        self.max_buffer_size = max_buffer_size
+        """Largest single message line accepted from the CLI."""
+        self.api_retries = api_retries
+        """Times a session that ended on an API error is run again."""
+        self.api_backoff = api_backoff
+        """First wait before such a re-run, doubled each time."""
+
+    # ---- the attempt
+
+    async def execute(self, ctx: AttemptContext) -> Outcome:
+        """Run the session(s), judge the claim against the evidence, return the outcome."""
+        try:
+            prepared = self._prepare(ctx)
+        except ConductorError as exc:
+            return Outcome(ok=False, error=str(exc), retryable=False)
+        globs = tuple(getattr(ctx.task, "files", None) or ())
+        evidence = Evidence()
+        meter = Meter(ctx.post)
+        before = await anyio.to_thread.run_sync(take_snapshot, ctx.repo, globs)
+        api_failures = 0
+        sessions = 0
+        end: SessionEnd | None = None
+        outcome: Outcome | None = None
+        while True:
+            budget = self._budget(ctx, meter.cost)
+            if budget is not None and budget <= 0:
+                outcome = Outcome(
+                    ok=False,
+                    error="no budget left for this attempt",
+                    retryable=False,
+                    cost_usd=meter.cost,
+                )
+                break
+            sessions += 1
+            meter.begin_session()
+            end = await self._run_session(ctx, prepared, evidence, meter, budget, sessions)
+            status = end.api_status
+            if status is None or evidence.claim is not None or api_failures >= self.api_retries:
+                break
+            delay = min(self.api_backoff * 2**api_failures, MAX_BACKOFF)
+            api_failures += 1
+            ctx.post(
+                MessageType.API_RETRY,
+                payload={
+                    "scope": "session",
+                    "attempt": api_failures,
+                    "max_retries": self.api_retries,
+                    "status": status,
+                    "delay": delay,
+                },
+            )
+            await anyio.sleep(delay)
+        meter.maybe_post(force=True)
+        after = await anyio.to_thread.run_sync(take_snapshot, ctx.repo, globs)
+        if outcome is not None:
+            return outcome
+        assert end is not None
+        return self._verdict(
+            ctx, end, evidence, meter, before, after, api_failures, sessions, prepared.agent_name
+        )
+
+    def _verdict(
+        self,
+        ctx: AttemptContext,
+        end: SessionEnd,
+        evidence: Evidence,
+        meter: Meter,
+        before: Snapshot,
+        after: Snapshot,
+        api_failures: int,
+        sessions: int,
+        agent_name: str,
+    ) -> Outcome:
+        observed = changed_files(ctx.repo, before, after)
+        extra: dict[str, Any] = {
+            "tool_calls": evidence.tool_calls,
+            "tool_counts": dict(evidence.tool_counts),
+            "denials": list(evidence.denials),
+            "sessions": sessions,
+            "api_retries": api_failures,
+            "agent": agent_name,
+        }
+        res = end.result
+        if res is not None:
+            extra["subtype"] = res.subtype
+            if res.permission_denials:
+                extra["permission_denials"] = res.permission_denials[:50]
+        claim = evidence.claim
+        if claim is not None:
+            extra["claimed_files"] = claim.files_changed
+            if claim.notes:
+                extra["notes"] = claim.notes
+        common: dict[str, Any] = {
+            "cost_usd": meter.cost,
+            "usage": meter.usage,
+            "turns": meter.turns,
+            "session_id": end.session_id,
+            "files_changed": observed,
+            "summary": claim.summary if claim else None,
+            "exit_code": end.exit_code,
+        }
+        error: str | None = None
+        retryable = True
+        status = end.api_status
+        if end.fatal:
+            error, retryable = end.error, False
+        elif status is not None and claim is None:
+            error = f"API error {status} after {api_failures} retries"
+        elif res is not None and res.subtype == "error_max_budget_usd":
+            strays = stray_temp_files(p for p in observed if p not in before.files)
+            for rel in strays:
+                with contextlib.suppress(OSError):
+                    (ctx.repo / rel).unlink()
+            if strays:
+                extra["removed_temp_files"] = strays
+                common["files_changed"] = [p for p in observed if p not in strays]
+            error = "session stopped at its budget limit; files may be half-written"
+        elif (
+            res is not None
+            and res.subtype == "error_max_turns"
+            and not (claim is not None and claim.complete)
+        ):
+            error = f"session hit its turn limit ({res.num_turns} turns)"
+        elif res is not None and res.is_error and res.subtype not in ("success", "error_max_turns"):
+            detail = "; ".join(res.errors or []) or (res.result or "")
+            error = f"session failed ({res.subtype})" + (f": {detail[:300]}" if detail else "")
+        elif res is None and end.error is not None:
+            error = end.error
+        if error is None and res is not None and res.subtype == "error_max_turns":
+            extra["session_error"] = "error_max_turns after the completion claim"
+        if error is not None:
+            return Outcome(ok=False, error=error, retryable=retryable, extra=extra, **common)
+        verdict = judge(
+            evidence,
+            observed,
+            task_type=getattr(ctx.task, "type", None),
+            has_files=bool(getattr(ctx.task, "files", None)),
+        )
+        return Outcome(ok=verdict.ok, error=verdict.error, extra=extra, **common)
+
+    # ---- preparation
+
+    def _prepare(self, ctx: AttemptContext) -> _Prepared:
+        from conductor.agents import AgentRegistry
+        from conductor.paths import StateDir
+        from conductor.templates import TemplateSet, write_skill
+
+        agent = AgentRegistry(ctx.track, ctx.repo).resolve(ctx.task)
+        rendered = TemplateSet(ctx.repo, ctx.track).render(
+            track=ctx.track,
+            task=ctx.task,
+            agent=agent,
+            attempt=ctx.attempt,
+            worker_id=ctx.worker_id,
+            feedback=ctx.feedback,
+            bus_dir=StateDir(ctx.state_root).bus,
+        )
+        skill_path = write_skill(ctx.worker_dir, rendered)
+        tools = list(rendered.tools) if rendered.tools is not None else None
+        return _Prepared(
+            agent_name=agent.name,
+            template=str(getattr(rendered, "template", "") or ""),
+            system_text=rendered.body,
+            model=rendered.model,
+            tools=tools,
+            skill_path=skill_path,
+        )
+
+    def _budget(self, ctx: AttemptContext, spent: float) -> float | None:
+        caps = [
+            c
+            for c in (getattr(ctx.task, "max_budget_usd", None), ctx.budget_left_usd)
+            if c is not None
+        ]
+        if not caps:
+            return None
+        return min(float(c) for c in caps) - spent
+
+    def prompt_for(self, ctx: AttemptContext) -> str:
+        """The user prompt of the session."""
+        name = getattr(ctx.task, "name", None) or ctx.task.id
+        return (
+            f"Carry out task {ctx.task.id} ({name}) as your system prompt describes, in this "
+            f"repository. When it is done, call mcp__{SERVER_KEY}__report_complete with a "
+            f"summary and the files you changed; if you cannot do it, call "
+            f"mcp__{SERVER_KEY}__report_failed with the reason."
+        )
+
+    def _env(self, ctx: AttemptContext) -> dict[str, str]:
+        config_dir = ctx.worker_dir / "claude-config"
+        tmp_dir = ctx.worker_dir / "tmp"
+        for d in (config_dir, tmp_dir):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        env = {**self.extra_env, **ctx.env}
+        if ctx.token and "CONDUCTOR_WORKER_TOKEN" not in env:
+            env["CONDUCTOR_WORKER_TOKEN"] = ctx.token
+        for key, value in _ISOLATION_ENV.items():
+            if key not in env and key not in os.environ:
+                env[key] = value
+        env["CLAUDE_CONFIG_DIR"] = str(config_dir)
+        env["TMPDIR"] = str(tmp_dir)
+        return env
+
+    def build_options(
+        self,
+        ctx: AttemptContext,
+        prepared: _Prepared,
+        *,
+        binding: WorkerBinding,
+        hooks: dict[Any, list[HookMatcher]],
+        budget: float | None,
+        session_id: str,
+        stderr: Callable[[str], None] | None,
+    ) -> ClaudeAgentOptions:
+        """The session's options (exposed for inspection in tests)."""
+        extra_args: dict[str, str | None] = {}
+        system_prompt: dict[str, Any]
+        if len(prepared.system_text.encode()) > LARGE_PROMPT_BYTES:
+            prompt_file = ctx.worker_dir / "system-prompt.md"
+            prompt_file.write_text(prepared.system_text, encoding="utf-8")
+            system_prompt = {"type": "preset", "preset": "claude_code"}
+            extra_args["append-system-prompt-file"] = str(prompt_file)
+        else:
+            system_prompt = {
+                "type": "preset",
+                "preset": "claude_code",
+                "append": prepared.system_text,
+            }
+        builtin = [t for t in prepared.tools or [] if not t.startswith("mcp__")]
+        extra_mcp = [t for t in prepared.tools or [] if t.startswith("mcp__")]
+        allowed = list(dict.fromkeys([*qualified_tool_names(), *builtin, *extra_mcp]))
+        sources = list(getattr(ctx.track, "setting_sources", None) or [])
+        permission_mode: PermissionMode = _task_attr(
+            ctx, "permission_mode", _DEFAULT_PERMISSION_MODE
+        )
+        return ClaudeAgentOptions(
+            tools=builtin if prepared.tools is not None else None,
+            allowed_tools=allowed,
+            system_prompt=system_prompt,  # type: ignore[arg-type]
+            mcp_servers={SERVER_KEY: build_bus_server(binding)},
+            strict_mcp_config=not sources,
+            permission_mode=permission_mode,
+            max_turns=getattr(ctx.task, "max_turns", None),
+            max_budget_usd=max(budget, 0.0) if budget is not None else None,
+            model=prepared.model,
+            cwd=ctx.repo,
+            cli_path=self.cli_path,
+            env=self._env(ctx),
+            extra_args=extra_args,
+            max_buffer_size=self.max_buffer_size,
+            stderr=stderr,
+            hooks=hooks,
+            setting_sources=cast("list[SettingSource]", sources),
+            session_id=session_id,
+        )
+
+    def _hooks(self, ctx: AttemptContext, evidence: Evidence) -> dict[Any, list[HookMatcher]]:
+        locks = ctx.services.get("locks")
+        guard = FileGuard(
+            repo=ctx.repo,
+            globs=tuple(getattr(ctx.task, "files", None) or ()),
+            worker=ctx.worker_id,
+            locks=locks_covering(locks) if locks is not None else None,
+            extra_forbidden=(ctx.state_root,),
+        )
+
+        def deny(name: str, path: str, reason: str) -> HookJSONOutput:
+            denial = {"tool": name, "path": path, "reason": reason}
+            evidence.denials.append(denial)
+            try:
+                ctx.post(MessageType.TOOL_DENIED, payload=denial)
+            except Exception:  # the denial stands even when the bus refuses the message
+                log.exception("cannot post TOOL_DENIED", worker=ctx.worker_id)
+            return {
+                "hookSpecificOutput": {
+                    "hookEventName": "PreToolUse",
+                    "permissionDecision": "deny",
+                    "permissionDecisionReason": f"conductor: {reason}",
+                }
+            }
+
+        async def pre_tool_use(
+            data: HookInput, tool_use_id: str | None, _context: HookContext
+        ) -> HookJSONOutput:
+            raw_input: dict[str, Any] = dict(data)
+            name = str(raw_input.get("tool_name", ""))
+            tool_input = raw_input.get("tool_input") or {}
+            evidence.record_tool_use(name, tool_use_id or raw_input.get("tool_use_id"))
+            if name not in GUARDED_TOOLS:
+                return {}
+            raw = guarded_path(tool_input) if isinstance(tool_input, dict) else None
+            if raw is None:
+                return deny(name, "", "no file path in the tool call")
+            cwd = raw_input.get("cwd")
+            try:
+                rel, reason = guard.check(raw, cwd=Path(cwd) if isinstance(cwd, str) else None)
+            except Exception as exc:  # fail closed: a guard that cannot decide denies
+                log.exception("file guard failed", worker=ctx.worker_id, path=raw)
+                return deny(name, raw, f"conductor could not check this path ({exc})")
+            if reason is None:
+                return {}
+            return deny(name, rel or raw, reason)
+
+        async def post_tool_use(
+            data: HookInput, tool_use_id: str | None, _context: HookContext
+        ) -> HookJSONOutput:
+            raw_input: dict[str, Any] = dict(data)
+            evidence.record_tool_use(
+                str(raw_input.get("tool_name", "")), tool_use_id or raw_input.get("tool_use_id")
+            )
+            return {}
+
+        return {
+            "PreToolUse": [HookMatcher(matcher=GUARDED_MATCHER, hooks=[pre_tool_use])],
+            "PostToolUse": [HookMatcher(matcher=None, hooks=[post_tool_use])],
+        }
+
+    # ---- one session
+
+    async def _run_session(
+        self,
+        ctx: AttemptContext,
+        prepared: _Prepared,
+        evidence: Evidence,
+        meter: Meter,
+        budget: float | None,
+        number: int,
+    ) -> SessionEnd:
+        session_id = str(uuid.uuid4())
+        end = SessionEnd(session_id=session_id)
+        binding = WorkerBinding(
+            worker=ctx.worker_id,
+            task=ctx.task.id,
+            attempt=ctx.attempt,
+            repo=ctx.repo,
+            globs=tuple(getattr(ctx.task, "files", None) or ()),
+            post=ctx.post,
+            evidence=evidence,
+            locks=ctx.services.get("locks"),
+            bus=ctx.services.get("bus"),
+        )
+        logfile = _open_log(ctx.log_path, f"--- claude session {number} ({session_id}) ---")
+
+        def stderr(line: str) -> None:
+            with contextlib.suppress(OSError, ValueError):
+                logfile.write(line + "\n")
+                logfile.flush()
+
+        options = self.build_options(
+            ctx,
+            prepared,
+            binding=binding,
+            hooks=self._hooks(ctx, evidence),
+            budget=budget,
+            session_id=session_id,
+            stderr=stderr,
+        )
+        client = ClaudeSDKClient(options)
+        family: list[psutil.Process] = []
+        try:
+            try:
+                await client.connect(prompt=_one_prompt(self.prompt_for(ctx)))
+            except CLINotFoundError as exc:
+                end.error, end.fatal = f"Claude Code CLI not found: {exc}", True
+                return end
+            except ClaudeSDKError as exc:
+                end.error = f"Claude Code CLI failed to start: {exc}"
+                return end
+            end.cli_pid = await self._cli_pid(client)
+            started = end.cli_pid and _process_start(end.cli_pid)
+            ctx.post(
+                MessageType.WORKER_STARTED,
+                payload={
+                    "session_id": session_id,
+                    "session": number,
+                    "cli_pid": end.cli_pid,
+                    "cli_pid_start": started or None,
+                    "model": prepared.model,
+                    "template": prepared.template,
+                    "agent": prepared.agent_name,
+                    "skill": str(prepared.skill_path),
+                },
+            )
+            try:
+                async for message in client.receive_messages():
+                    self._observe(ctx, message, end, evidence, meter)
+            except ResultError as exc:
+                end.exit_code = exc.exit_code
+                if end.result is None:
+                    end.error = f"session failed: {exc}"
+            except ProcessError as exc:
+                end.exit_code = exc.exit_code
+                end.error = f"Claude Code CLI exited with status {exc.exit_code} (see the log)"
+            except ClaudeSDKError as exc:
+                end.error = f"Claude Code CLI failed: {exc}"
+            if end.cli_pid:
+                family = _descendants(end.cli_pid)
+        except BaseException:
+            # Cancelled (timeout, Ctrl-C) or failing: end the CLI and whatever it started now,
+            # rather than waiting out the SDK's close (EOF, 5 s, SIGTERM, 5 s, SIGKILL).
+            if end.cli_pid:
+                tree = [*_descendants(end.cli_pid)]
+                with contextlib.suppress(psutil.Error):
+                    tree.insert(0, psutil.Process(end.cli_pid))
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(terminate_tree, tree)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await client.disconnect()
+                leftovers = [p for p in family if p.is_running()]
+                if leftovers:
+                    await anyio.to_thread.run_sync(terminate_tree, leftovers)
+            logfile.close()
+        return end
+
+    async def _cli_pid(self, client: ClaudeSDKClient) -> int | None:
+        info = await client.get_server_info()
+        pid = info.get("pid") if isinstance(info, dict) else None
+        if isinstance(pid, int) and not isinstance(pid, bool):
+            return pid
+        process = getattr(getattr(client, "_transport", None), "_process", None)
+        pid = getattr(process, "pid", None)
+        return pid if isinstance(pid, int) else None
+
+    def _observe(
+        self,
+        ctx: AttemptContext,
+        message: Any,
+        end: SessionEnd,
+        evidence: Evidence,
+        meter: Meter,
+    ) -> None:
+        if isinstance(message, AssistantMessage):
+            for block in message.content:
+                if isinstance(block, ToolUseBlock):
+                    evidence.record_tool_use(block.name, block.id)
+            if message.error:
+                end.assistant_error = message.error
+            meter.on_assistant(message)
+        elif isinstance(message, ResultMessage):
+            end.result = message
+            meter.on_result(message)
+        elif isinstance(message, SystemMessage) and message.subtype == "api_retry":
+            data = message.data
+            delay_ms = data.get("retry_delay_ms")
+            delay = round(delay_ms / 1000, 3) if isinstance(delay_ms, int | float) else None
+            ctx.post(
+                MessageType.API_RETRY,
+                payload={
+                    "scope": "request",
+                    "attempt": data.get("attempt"),
+                    "max_retries": data.get("max_retries"),
+                    "status": data.get("error_status"),
+                    "delay": delay,
+                    "error": str(data.get("error") or "")[:200] or None,
+                },
+            )
+
+
+def claude_executor_from_env(environ: dict[str, str] | None = None) -> ClaudeExecutor:
+    """A ``ClaudeExecutor`` configured from the environment.
+
+    ``CONDUCTOR_CLAUDE_CLI``: path of the Claude Code executable (e.g. ``conductor-fake-claude``).
+    """
+    env = os.environ if environ is None else environ
+    cli = env.get(CLI_ENV, "").strip()
+    if not cli:
+        return ClaudeExecutor()
+    if os.sep not in cli:
+        found = shutil.which(cli)
+        if found is None:
+            raise UserError(f"{CLI_ENV}={cli!r}: no such command on PATH")
+        cli = found
+    return ClaudeExecutor(cli_path=Path(cli))
