@@ -12,6 +12,7 @@ import psutil
 import pytest
 from click.testing import CliRunner, Result
 
+from conductor.bus import Bus
 from conductor.cli import main
 from conductor.locks import HOST, PathLocks, record_name
 from conductor.messages import utcnow
@@ -54,9 +55,9 @@ def run(root: Path, *args: str) -> Result:
 
 
 def bus_messages(root: Path, track: str) -> list[dict[str, Any]]:
-    """Every message on a track's bus, in order."""
-    bus = root / track / "bus"
-    return [json.loads(p.read_text()) for p in sorted(bus.glob("*.json"))]
+    """Every message on a track's bus, in order, as envelopes."""
+    with Bus.for_state(StateDir(root / track), track) as bus:
+        return [message.to_dict() for message in bus.read()]
 
 
 def test_list_one_track_as_text(root: Path) -> None:
