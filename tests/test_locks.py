@@ -735,3 +735,38 @@ def test_kill_9_mid_operation_never_tears_a_record_or_wedges_the_guard(
     assert torn == 0
     assert scans > 50
     assert locks.acquire("a.py", worker="after.1", task="a", attempt=1).worker == "after.1"
+
+
+def test_never_two_holders_among_threads(locks_dir: Path) -> None:
+    """Threads sharing one PathLocks (as worker tools do) never hold one path together."""
+    import threading
+
+    locks = PathLocks(locks_dir)
+    holding: list[str] = []
+    violations: list[str] = []
+    counts = dict.fromkeys(range(6), 0)
+    mutex = threading.Lock()
+
+    def racer(i: int) -> None:
+        worker = f"t{i}.1"
+        while counts[i] < 20:
+            if locks.try_acquire("shared.py", worker=worker, task="t", attempt=1) is None:
+                continue
+            with mutex:
+                if holding:
+                    violations.append(f"{worker} with {holding}")
+                holding.append(worker)
+            time.sleep(0.0005)
+            with mutex:
+                holding.remove(worker)
+            assert locks.release("shared.py", worker=worker)
+            counts[i] += 1
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert violations == []
+    assert sum(counts.values()) == 120
