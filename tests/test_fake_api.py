@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import textwrap
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,7 +30,7 @@ from claude_agent_sdk import (
 )
 
 from conductor.errors import UserError
-from conductor.testing import FakeMessagesAPI, bundled_cli_path, real_cli_env
+from conductor.testing import FakeMessagesAPI, bundled_cli_path, load_api_script, real_cli_env
 from conductor.testing.fake_api import FAKE_API_KEY
 
 
@@ -441,3 +443,17 @@ async def test_real_cli_retries_an_injected_529(tmp_path: Path) -> None:
     assert result.subtype == "success" and not result.is_error
     assert result.total_cost_usd is not None and result.total_cost_usd > 0
     assert not os.listdir(tmp_path / "work")
+
+
+def test_documented_scripts_are_valid() -> None:
+    """The API script in docs/offline-testing.md and in fake_api's docstring validate."""
+    from conductor.testing import fake_api
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "offline-testing.md"
+    blocks = re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S)
+    script = load_api_script(yaml.safe_load(blocks[1]))
+    assert [rule.match for rule in script.conversations] == ["task build-api", "/task T[0-9]+/"]
+    block = (fake_api.__doc__ or "").split("::\n\n")[2].split("\n\n", 1)[0]
+    script = load_api_script(yaml.safe_load(textwrap.dedent(block)))
+    assert script.conversations[0].turns is not None
+    assert script.conversations[0].turns[0].status == 529

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -720,3 +722,60 @@ def test_version_flag() -> None:
         [str(fake_cli_path()), "-v"], capture_output=True, text=True, check=True, timeout=30
     )
     assert out.stdout.startswith("2.")
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "offline-testing.md"
+
+
+def doc_yaml(index: int) -> dict[str, Any]:
+    """The index-th YAML example of docs/offline-testing.md."""
+    blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S)
+    data: dict[str, Any] = yaml.safe_load(blocks[index])
+    return data
+
+
+@pytest.mark.anyio
+async def test_documented_example_behaves_as_described(fake: Fake) -> None:
+    """The guide's fake CLI script: attempt 1 reports failure, attempt 2 fixes and completes."""
+    reports: list[tuple[str, dict[str, Any]]] = []
+
+    @tool("report_failed", "Report failure", {"reason": str})
+    async def report_failed(args: dict[str, Any]) -> dict[str, Any]:
+        reports.append(("failed", args))
+        return {"content": [{"type": "text", "text": "noted"}]}
+
+    @tool("report_complete", "Report completion", {"summary": str})
+    async def report_complete(args: dict[str, Any]) -> dict[str, Any]:
+        reports.append(("complete", args))
+        return {"content": [{"type": "text", "text": "noted"}]}
+
+    fake.write(doc_yaml(0))
+    server = create_sdk_mcp_server("conductor", tools=[report_failed, report_complete])
+    options = fake.options(
+        system_prompt="You are the worker for task build-api.",
+        mcp_servers={"conductor": server},
+        allowed_tools=["Write", "Edit", "Bash", "mcp__conductor"],
+    )
+    first, error = await run("Do it", options)
+    assert error is None
+    import_check = tool_results(first)[1]
+    assert import_check.is_error and str(import_check.content).startswith("Exit code 1")
+    second, error = await run("Do it", options)
+    assert error is None
+    assert (fake.work / "api.py").read_text() == "def handler():\n"
+    assert reports == [
+        ("failed", {"reason": "api.py does not import"}),
+        ("complete", {"summary": "handler fixed"}),
+    ]
+    costs = [result_of(first).total_cost_usd, result_of(second).total_cost_usd]
+    assert costs == [pytest.approx(0.02), pytest.approx(0.01)]
+    assert result_of(second).result == "Done."
+
+
+def test_module_docstring_example_is_valid() -> None:
+    """The script in fake_cli's docstring validates."""
+    from conductor.testing import fake_cli
+
+    block = (fake_cli.__doc__ or "").split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    script = load_cli_script(yaml.safe_load(textwrap.dedent(block)))
+    assert [rule.match for rule in script.sessions] == ["task: build-api", "/docs-\\d+/"]

@@ -8,6 +8,8 @@
   ``conductor.testing.fake_api``.
 - ``load_cli_script`` / ``load_api_script``: validate the two script formats
   (``conductor.testing.script``).
+- ``ScriptedExecutor`` / ``Step``: an executor that replays scripted outcomes without any
+  session (``conductor.testing.scripted``).
 
 The guide is ``docs/offline-testing.md``. Names are imported on first use, so that
 ``python -m conductor.testing.fake_cli`` (the fake's own start) stays light.
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
         read_fake_log,
     )
     from conductor.testing.script import ApiScript, CliScript, load_api_script, load_cli_script
+    from conductor.testing.scripted import ScriptedExecutor, Step
 
 _EXPORTS = {
     "ENV_LOG": "fake_cli",
@@ -42,6 +45,8 @@ _EXPORTS = {
     "CliScript": "script",
     "load_api_script": "script",
     "load_cli_script": "script",
+    "ScriptedExecutor": "scripted",
+    "Step": "scripted",
 }
 
 __all__ = [
@@ -51,6 +56,8 @@ __all__ = [
     "ApiScript",
     "CliScript",
     "FakeMessagesAPI",
+    "ScriptedExecutor",
+    "Step",
     "bundled_cli_path",
     "fake_cli_path",
     "load_api_script",

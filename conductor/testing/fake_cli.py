@@ -122,82 +122,36 @@ ENV_STATE = "CONDUCTOR_FAKE_STATE"
 """Environment variable naming the attempt-counter file (default: beside the script)."""
 
 DEFAULT_MODEL = "claude-sonnet-4-5"
+# fmt: off
 DEFAULT_TOOLS = (
-    "Task",
-    "Bash",
-    "Glob",
-    "Grep",
-    "Read",
-    "Edit",
-    "Write",
-    "NotebookEdit",
-    "WebFetch",
-    "WebSearch",
-    "TodoWrite",
-    "Skill",
+    "Task", "Bash", "Glob", "Grep", "Read", "Edit", "Write", "NotebookEdit", "WebFetch",
+    "WebSearch", "TodoWrite", "Skill",
 )
+# fmt: on
 EDIT_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 MCP_PROTOCOL_VERSION = "2025-11-25"
 CONTROL_TIMEOUT = 60.0
 _MODEL_ACTIONS = frozenset({"text", "mcp", "write", "edit", "bash", "tool"})
 """Actions that are an assistant message (a model turn)."""
 
-_VALUE_FLAGS = frozenset(
-    {
-        "--output-format",
-        "--input-format",
-        "--system-prompt",
-        "--system-prompt-file",
-        "--append-system-prompt",
-        "--append-system-prompt-file",
-        "--model",
-        "--fallback-model",
-        "--max-turns",
-        "--max-budget-usd",
-        "--task-budget",
-        "--mcp-config",
-        "--permission-mode",
-        "--permission-prompt-tool",
-        "--allowedTools",
-        "--allowed-tools",
-        "--disallowedTools",
-        "--disallowed-tools",
-        "--tools",
-        "--setting-sources",
-        "--settings",
-        "--add-dir",
-        "--resume",
-        "--session-id",
-        "--resume-session-at",
-        "--resume-drops-turn",
-        "--plugin-dir",
-        "--betas",
-        "--json-schema",
-        "--max-thinking-tokens",
-        "--thinking",
-        "--thinking-display",
-        "--effort",
-        "--agents",
-        "--debug-file",
-    }
-)
-_BOOL_FLAGS = frozenset(
-    {
-        "--verbose",
-        "--print",
-        "-p",
-        "--continue",
-        "-c",
-        "--include-partial-messages",
-        "--include-hook-events",
-        "--strict-mcp-config",
-        "--fork-session",
-        "--session-mirror",
-        "--dangerously-skip-permissions",
-        "--replay-user-messages",
-        "--debug",
-    }
-)
+# fmt: off
+_VALUE_FLAGS = frozenset({
+    "--output-format", "--input-format", "--system-prompt", "--system-prompt-file",
+    "--append-system-prompt", "--append-system-prompt-file", "--model", "--fallback-model",
+    "--max-turns", "--max-budget-usd", "--task-budget", "--mcp-config", "--permission-mode",
+    "--permission-prompt-tool", "--allowedTools", "--allowed-tools", "--disallowedTools",
+    "--disallowed-tools", "--tools", "--setting-sources", "--settings", "--add-dir", "--resume",
+    "--session-id", "--resume-session-at", "--resume-drops-turn", "--plugin-dir", "--betas",
+    "--json-schema", "--max-thinking-tokens", "--thinking", "--thinking-display", "--effort",
+    "--agents", "--debug-file",
+})
+"""Flags that take a value (``--flag value`` or ``--flag=value``)."""
+_BOOL_FLAGS = frozenset({
+    "--verbose", "--print", "-p", "--continue", "-c", "--include-partial-messages",
+    "--include-hook-events", "--strict-mcp-config", "--fork-session", "--session-mirror",
+    "--dangerously-skip-permissions", "--replay-user-messages", "--debug",
+})
+# fmt: on
 _LIST_FLAGS = frozenset({"--add-dir", "--plugin-dir"})
 _SECRET_RE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 
