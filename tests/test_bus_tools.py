@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from conductor.errors import LockHeldError
 from conductor.executors.bus_tools import (
     BUS_TOOL_NAMES,
     WorkerBinding,
@@ -18,6 +17,7 @@ from conductor.executors.bus_tools import (
     qualified_tool_names,
 )
 from conductor.executors.evidence import Evidence
+from conductor.locks import PathLocks
 from conductor.messages import Message
 
 
@@ -127,47 +127,32 @@ async def test_tool_arguments_cannot_name_another_worker(tmp_path: Path) -> None
     assert "worker" not in post.messages[0].payload
 
 
-class StubLocks:
-    """PathLocks' interface, in memory (the real one is exercised when it exists)."""
-
-    def __init__(self) -> None:
-        self.held: dict[str, str] = {}
-
-    def acquire(self, path: str, *, worker: str, task: str, attempt: int) -> Any:
-        owner = self.held.get(path)
-        if owner is not None and owner != worker:
-            raise LockHeldError(f"{path} is locked by {owner}")
-        self.held[path] = worker
-        return {"path": path, "worker": worker}
-
-    def release(self, path: str, *, worker: str) -> None:
-        if self.held.get(path) == worker:
-            del self.held[path]
-
-    def holder(self, path: str) -> Any:
-        owner = self.held.get(path)
-        return None if owner is None else type("Info", (), {"worker": owner, "task": "x"})()
-
-
 @pytest.mark.anyio
 async def test_lock_and_unlock(tmp_path: Path) -> None:
     """lock_file locks for this worker; paths held by another or outside files are refused."""
-    locks = StubLocks()
-    locks.held["src/b.py"] = "other.1"
+    notices: list[tuple[str, dict[str, Any]]] = []
+    locks = PathLocks(tmp_path / "locks", notify=lambda t, p: notices.append((t, p)))
+    locks.acquire("src/b.py", worker="other.1", task="other", attempt=1)
     binding = _binding(tmp_path, Posted(), locks=locks)
     tools = _tools(binding)
     ok = await tools["lock_file"]({"path": "src/a.py"})
-    assert "is_error" not in ok and locks.held["src/a.py"] == "t.1"
+    assert "is_error" not in ok and _holder(locks, "src/a.py") == "t.1"
     held = await tools["lock_file"]({"path": "src/b.py"})
     assert held.get("is_error") and "other.1" in _text(held)
+    assert [t for t, _p in notices][-1] == "LOCK_DENIED"
     outside = await tools["lock_file"]({"path": "docs/x.md"})
     assert outside.get("is_error") and "outside this task's files" in _text(outside)
     escape = await tools["lock_file"]({"path": "../../etc/passwd"})
     assert escape.get("is_error")
     theirs = await tools["unlock_file"]({"path": "src/b.py"})
-    assert theirs.get("is_error") and locks.held["src/b.py"] == "other.1"
+    assert theirs.get("is_error") and _holder(locks, "src/b.py") == "other.1"
     mine = await tools["unlock_file"]({"path": "src/a.py"})
-    assert "is_error" not in mine and "src/a.py" not in locks.held
+    assert "is_error" not in mine and _holder(locks, "src/a.py") is None
+
+
+def _holder(locks: PathLocks, path: str) -> str | None:
+    info = locks.holder(path)
+    return None if info is None else info.worker
 
 
 def _msg(
@@ -218,3 +203,17 @@ async def test_read_messages_filters_and_follows_cursor(tmp_path: Path) -> None:
     assert "one more thing" in _text(await tools["read_messages"]({}))
     again = _text(await tools["read_messages"]({"since_seq": 0}))
     assert "use tabs" in again
+
+
+@pytest.mark.anyio
+async def test_read_messages_from_the_real_bus(tmp_path: Path) -> None:
+    """read_messages works over the real file bus: a person's NOTE to the task shows up."""
+    from conductor.bus import Bus
+
+    with Bus(tmp_path / "bus", "tr") as bus:
+        bus.post("NOTE", task="t", payload={"text": "prefer small commits"})
+        bus.post("PROGRESS", task="t", worker="t.1", attempt=1, payload={"message": "noise"})
+        binding = _binding(tmp_path, Posted(), bus=bus)
+        text = _text(await _tools(binding)["read_messages"]({}))
+    assert "prefer small commits" in text and "noise" not in text
+    assert binding.cursor == 2

@@ -145,22 +145,38 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _dead(proc: psutil.Process) -> bool:
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def _wait_dead(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if not _dead(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if not _dead(p)]
+    return alive
+
+
 def terminate_tree(procs: list[psutil.Process], grace: float = TERM_GRACE) -> int:
-    """SIGTERM ``procs``, wait up to ``grace`` seconds, SIGKILL the rest; return how many died."""
-    alive = []
-    for proc in procs:
+    """SIGTERM ``procs``, wait up to ``grace`` seconds, SIGKILL the rest; return how many ended.
+
+    Never reaps: a child of this process stays a zombie for its owner (the SDK's transport)
+    to collect, so nobody waits on a pid that is already gone.
+    """
+    targets = [p for p in procs if not _dead(p)]
+    for proc in targets:
         with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGTERM)
-            alive.append(proc)
-    if not alive:
-        return 0
-    gone, still = psutil.wait_procs(alive, timeout=grace)
-    for proc in still:
+    stubborn = _wait_dead(targets, grace)
+    for proc in stubborn:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    if still:
-        psutil.wait_procs(still, timeout=grace)
-    return len(gone) + len(still)
+    survivors = _wait_dead(stubborn, grace)
+    return len(targets) - len(survivors)
 
 
 def reap_orphan(payload: dict[str, Any]) -> bool:
