@@ -326,6 +326,19 @@ async def test_bash_step_runs_in_cwd_with_session_env(fake: Fake) -> None:
 
 
 @pytest.mark.anyio
+async def test_bash_step_timeout_kills_the_command(fake: Fake) -> None:
+    """A Bash step past its timeout is killed and reported as timed out."""
+    fake.write({"default": [{"bash": {"command": "echo started; sleep 30", "timeout": 0.3}}]})
+    started = time.monotonic()
+    messages, error = await run("Do it", fake.options(allowed_tools=["Bash"]))
+    assert error is None
+    (block,) = tool_results(messages)
+    assert block.is_error
+    assert block.content == "Command timed out after 0.3s\nstarted"
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.anyio
 async def test_disallowed_tool_is_not_available(fake: Fake) -> None:
     """A tool outside --tools / in --disallowedTools does not exist for the session."""
     fake.write({"default": [{"bash": "true"}, {"tool": {"name": "Read", "result": "contents"}}]})
@@ -417,17 +430,29 @@ async def test_invalid_script_surfaces_as_error_result(fake: Fake) -> None:
 
 @pytest.mark.anyio
 async def test_cancelled_hanging_session_is_reaped(fake: Fake) -> None:
-    """Cancelling a hung session (anyio move_on_after) leaves no fake process behind."""
-    fake.write({"default": [{"text": "working"}, {"hang": True}]})
+    """Cancelling a hung session leaves no process behind, background Bash jobs included."""
+    fake.write(
+        {
+            "default": [
+                {"bash": "sleep 60 >/dev/null 2>&1 & echo $! > sleep.pid"},
+                {"text": "working"},
+                {"hang": True},
+            ]
+        }
+    )
     pids: list[int] = []
     started = time.monotonic()
     with anyio.move_on_after(1.0) as scope:
-        async for message in query(prompt="Do it", options=fake.options()):
+        options = fake.options(allowed_tools=["Bash"])
+        async for message in query(prompt="Do it", options=options):
             if isinstance(message, SystemMessage) and message.subtype == "init":
                 pids.append(message.data["fake_pid"])
     assert scope.cancelled_caught
     assert pids and not psutil.pid_exists(pids[0])
+    background = int((fake.work / "sleep.pid").read_text())
+    assert not psutil.pid_exists(background) or psutil.Process(background).status() == "zombie"
     assert time.monotonic() - started < 15
+    assert [r["code"] for r in fake.records("exit")] == [143]
 
 
 @pytest.mark.anyio

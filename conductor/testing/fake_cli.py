@@ -461,6 +461,8 @@ class FakeClaude:
 
         self.total_cost = 0.0
         self.last_is_error = False
+        self.process_groups: list[int] = []
+        """Process groups of the Bash steps' shells, killed when the fake exits."""
 
     # ------------------------------------------------------------------ setup
 
@@ -625,6 +627,10 @@ class FakeClaude:
         }
 
     def _die(self, code: int) -> NoReturn:
+        """Exit now, taking the Bash steps' process groups (background jobs too) along."""
+        for pgid in self.process_groups:
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGKILL)
         self.log.write("exit", code=code)
         with contextlib.suppress(Exception):
             self.stdout.flush()
@@ -840,6 +846,7 @@ class FakeClaude:
                 file=sys.stderr,
             )
             self._die(2)
+        signal.signal(signal.SIGTERM, lambda _signo, _frame: self._die(143))
         threading.Thread(target=self._reader, name="stdin", daemon=True).start()
         while not (self._initialized.is_set() or self._eof.is_set() or self._prompts.qsize()):
             self._initialized.wait(0.05)
@@ -1369,24 +1376,28 @@ class _Turn:
     def _bash(self, tool_input: dict[str, Any], timeout: float) -> _ToolOutcome:
         command = str(tool_input.get("command", ""))
         shell = shutil.which("bash") or "/bin/sh"
+        proc = subprocess.Popen(
+            [shell, "-c", command],
+            cwd=self.cli.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own group, so exit can kill its background jobs
+        )
+        self.cli.process_groups.append(proc.pid)
         try:
-            proc = subprocess.run(
-                [shell, "-c", command],
-                cwd=self.cli.cwd,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            stdout = _decode(exc.stdout)
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
             return _ToolOutcome(
                 f"Command timed out after {timeout:g}s\n{stdout}".rstrip(),
                 True,
-                {"stdout": stdout, "stderr": _decode(exc.stderr), "interrupted": True},
+                {"stdout": stdout, "stderr": stderr, "interrupted": True},
             )
-        stdout, stderr = proc.stdout.rstrip("\n"), proc.stderr.rstrip("\n")
+        stdout, stderr = stdout.rstrip("\n"), stderr.rstrip("\n")
         combined = "\n".join(part for part in (stdout, stderr) if part)
         details = {
             "stdout": stdout,
