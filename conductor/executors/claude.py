@@ -45,7 +45,7 @@ import shutil
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -103,6 +103,12 @@ log = structlog.get_logger(__name__)
 
 CLI_ENV = "CONDUCTOR_CLAUDE_CLI"
 """Environment variable naming the Claude Code executable to run (e.g. the offline fake)."""
+
+RETRIES_ENV = "CONDUCTOR_CLAUDE_API_RETRIES"
+"""Environment variable overriding ``api_retries``."""
+
+BACKOFF_ENV = "CONDUCTOR_CLAUDE_API_BACKOFF"
+"""Environment variable overriding ``api_backoff`` (seconds)."""
 
 LARGE_PROMPT_BYTES = 100 * 1024
 """System prompts larger than this are passed as a file."""
@@ -440,6 +446,8 @@ class ClaudeExecutor:
         while True:
             budget = self._budget(ctx, meter.cost)
             if budget is not None and budget <= 0:
+                if end is not None:  # spent by the sessions before: judge the last one
+                    break
                 outcome = Outcome(
                     ok=False,
                     error="no budget left for this attempt",
@@ -874,18 +882,41 @@ class ClaudeExecutor:
             )
 
 
-def claude_executor_from_env(environ: dict[str, str] | None = None) -> ClaudeExecutor:
+def _env_number(env: Mapping[str, str], name: str, kind: type[float] | type[int]) -> Any:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise UserError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise UserError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def claude_executor_from_env(environ: Mapping[str, str] | None = None) -> ClaudeExecutor:
     """A ``ClaudeExecutor`` configured from the environment.
 
-    ``CONDUCTOR_CLAUDE_CLI``: path of the Claude Code executable (e.g. ``conductor-fake-claude``).
+    - ``CONDUCTOR_CLAUDE_CLI``: the Claude Code executable, a path or a command on ``PATH``
+      (e.g. ``conductor-fake-claude`` to run offline);
+    - ``CONDUCTOR_CLAUDE_API_RETRIES`` / ``CONDUCTOR_CLAUDE_API_BACKOFF``: how often and after
+      how many seconds (doubling) a session that ended on an API error is run again.
     """
     env = os.environ if environ is None else environ
+    kw: dict[str, Any] = {}
     cli = env.get(CLI_ENV, "").strip()
-    if not cli:
-        return ClaudeExecutor()
-    if os.sep not in cli:
-        found = shutil.which(cli)
-        if found is None:
-            raise UserError(f"{CLI_ENV}={cli!r}: no such command on PATH")
-        cli = found
-    return ClaudeExecutor(cli_path=Path(cli))
+    if cli:
+        if os.sep not in cli:
+            found = shutil.which(cli)
+            if found is None:
+                raise UserError(f"{CLI_ENV}={cli!r}: no such command on PATH")
+            cli = found
+        kw["cli_path"] = Path(cli)
+    retries = _env_number(env, RETRIES_ENV, int)
+    if retries is not None:
+        kw["api_retries"] = retries
+    backoff = _env_number(env, BACKOFF_ENV, float)
+    if backoff is not None:
+        kw["api_backoff"] = backoff
+    return ClaudeExecutor(**kw)

@@ -191,12 +191,16 @@ def _hash_file(path: Path) -> str:
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args],
-        capture_output=True,
-        check=False,
-        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
-    )
+    argv = ["git", "-C", str(repo), *args]
+    try:
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            check=False,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
+        )
+    except OSError as exc:  # no git at all: treat the directory as a plain tree
+        return subprocess.CompletedProcess(argv, 127, b"", str(exc).encode())
 
 
 def is_git_repo(repo: Path) -> bool:
