@@ -297,16 +297,17 @@ class _Handler(BaseHTTPRequestHandler):
         return data
 
     def _plain(self, status: int, data: bytes, content_type: str = "text/plain") -> None:
+        self.api._record(self.command, self.path, status)  # before the client can see it
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        self.api._record(self.command, self.path, status)
 
     def _json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
+        self.api._record(self.command, self.path, status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -315,7 +316,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
-        self.api._record(self.command, self.path, status)
 
     def _messages(self, body: dict[str, Any]) -> None:
         reply = self.api.reply_for(body, _session_key(self.headers, body))
@@ -333,6 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, message)
 
     def _stream(self, message: dict[str, Any]) -> None:
+        self.api._record(self.command, self.path, 200)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -372,7 +373,6 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._event("message_stop", {})
         self.wfile.flush()
-        self.api._record(self.command, self.path, 200)
 
     def _event(self, name: str, data: dict[str, Any]) -> None:
         payload = json.dumps({"type": name, **data})
