@@ -147,6 +147,20 @@ async def test_unmatched_session_gets_default_steps(fake: Fake) -> None:
 
 
 @pytest.mark.anyio
+async def test_rules_match_a_system_prompt_file(fake: Fake) -> None:
+    """A system prompt given as a file is read for matching, like an inline one."""
+    prompt_file = fake.root / "prompt.md"
+    prompt_file.write_text("You are the worker for task from-file.")
+    fake.write({"sessions": [{"match": "task from-file", "steps": [{"text": "matched"}]}]})
+    options = fake.options(system_prompt={"type": "file", "path": str(prompt_file)})
+    messages, error = await run("Do it", options)
+    assert error is None
+    assert result_of(messages).result == "matched"
+    (start,) = fake.records("start")
+    assert start["args"]["values"]["system-prompt-file"] == str(prompt_file)
+
+
+@pytest.mark.anyio
 async def test_mcp_step_calls_the_in_process_tool(fake: Fake) -> None:
     """An mcp step really calls the SDK server's tool; its result comes back as a tool result."""
     calls: list[dict[str, Any]] = []
