@@ -194,7 +194,10 @@ async def bench(n: int, sleep: float, turns: int) -> int:
     print(f"wall time                     {wall:.2f} s (scripted work per session {work:.2f} s)")
     print(f"overhead per session          {overhead * 1000:.0f} ms  (wall - work) / sessions")
     print(f"conductor CPU per session     {cpu_self / n * 1000:.1f} ms  (RUSAGE_SELF)")
-    print(f"fake CLI CPU per session      {children_cpu.ru_utime / n * 1000:.0f} ms  (children)")
+    cpu_children = children_cpu.ru_utime + children_cpu.ru_stime
+    print(f"fake CLI + git CPU per session {cpu_children / n * 1000:.0f} ms  (children)")
+    share = cpu_self / (cpu_self + cpu_children) if cpu_self + cpu_children else 0.0
+    print(f"conductor share of all CPU    {share:.0%}  ({psutil.cpu_count()} CPUs)")
     print(
         f"peak RSS, all {n} live          {peak_mb:.1f} MB  "
         f"(samples with all live: {sampler.all_live_samples}; ru_maxrss {maxrss_mb:.1f} MB)"
