@@ -1,1 +1,274 @@
-"""Placeholder: commands are added by the module owner."""
+"""``conductor bus ls|show|tail|post``: read and write a track's message bus."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+
+from conductor.bus import Bus
+from conductor.cli.app import handle_errors, main, repo_option, resolve_track, state_dir_option
+from conductor.errors import UserError
+from conductor.messages import HUMAN_TYPES, Message, MessageType
+from conductor.paths import StateDir
+from conductor.watch import BusWatcher
+from conductor.workers import verify_token
+
+TRACK_ENV = "CONDUCTOR_TRACK"
+"""The track a worker's shell belongs to: ``bus post`` uses it when TRACK is left out."""
+WORKER_ENV = "CONDUCTOR_WORKER"
+"""The worker id a worker's shell runs as."""
+TOKEN_ENV = "CONDUCTOR_WORKER_TOKEN"
+"""The worker's secret; its presence makes ``bus post`` post as that worker."""
+WORKER_TYPES = frozenset(
+    {
+        MessageType.PROGRESS,
+        MessageType.NOTE,
+        MessageType.BLOCKED,
+        MessageType.CLAIM_COMPLETE,
+        MessageType.CLAIM_FAILED,
+    }
+)
+"""Types a worker may post through the CLI (the conductor owns every state transition)."""
+
+
+def _json_option(fn: Any) -> Any:
+    option = click.option("--json", "as_json", is_flag=True, help="Print JSON, one object a line.")
+    return option(fn)
+
+
+def _open_bus(track: str, repo: Path, state_dir: Path | None, *, create: bool) -> Bus:
+    track_id, _ = resolve_track(track)
+    state = StateDir.for_track(repo, track_id, state_dir)
+    if not create and not state.bus.is_dir():
+        raise UserError(f"track {track_id!r} has no bus under {state.root}; run it first")
+    return Bus.for_state(state, track_id)
+
+
+def _summary(payload: dict[str, Any], width: int = 70) -> str:
+    """A one-line summary of a payload: its text if it has one, else compact JSON."""
+    for key in ("text", "message", "summary", "error", "reason"):
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            rest = {k: v for k, v in payload.items() if k != key}
+            line = value if not rest else f"{value} {json.dumps(rest, ensure_ascii=False)}"
+            break
+    else:
+        line = json.dumps(payload, ensure_ascii=False, separators=(",", ":")) if payload else ""
+    line = " ".join(line.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _line(msg: Message) -> str:
+    when = msg.ts.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{msg.seq:>6}  {when}  {msg.type:<16} {msg.task or '-':<14} {msg.worker or '-':<14} "
+        f"{_summary(msg.payload)}"
+    ).rstrip()
+
+
+def _echo(messages: Iterable[Message], as_json: bool) -> None:
+    for msg in messages:
+        click.echo(msg.to_json() if as_json else _line(msg))
+
+
+@main.group("bus")
+def bus_group() -> None:
+    """Read and write a track's message bus (one JSON file per message, in order).
+
+    TRACK is a track file or a track id. The bus lives in .conductor/<track>/bus/; `ls`
+    and `jq` work on it directly too.
+    """
+
+
+@bus_group.command("ls")
+@click.argument("track")
+@click.option("--type", "types", multiple=True, metavar="TYPE", help="Only this type (repeatable).")
+@click.option("--task", "tasks", multiple=True, metavar="TASK", help="Only this task (repeatable).")
+@click.option("--since", type=click.IntRange(min=0), default=0, metavar="SEQ",
+              help="Only messages after sequence number SEQ.")
+@_json_option
+@repo_option
+@state_dir_option
+@handle_errors
+def bus_ls(
+    track: str,
+    types: tuple[str, ...],
+    tasks: tuple[str, ...],
+    since: int,
+    as_json: bool,
+    repo: Path,
+    state_dir: Path | None,
+) -> None:
+    """List messages: seq, time (UTC), type, task, worker and a payload summary."""
+    wanted_types = {t.upper() for t in types}
+    with _open_bus(track, repo, state_dir, create=False) as bus:
+        selected = (
+            m for m in _after(bus, since)
+            if (not wanted_types or m.type in wanted_types) and (not tasks or m.task in tasks)
+        )
+        _echo(selected, as_json)
+
+
+def _after(bus: Bus, since: int) -> Iterator[Message]:
+    """Messages after ``since``, read in batches."""
+    while True:
+        batch = bus.read(after=since, limit=2000)
+        if not batch:
+            return
+        yield from batch
+        since = batch[-1].seq
+
+
+@bus_group.command("show")
+@click.argument("track")
+@click.argument("seq", type=click.IntRange(min=1))
+@_json_option
+@repo_option
+@state_dir_option
+@handle_errors
+def bus_show(track: str, seq: int, as_json: bool, repo: Path, state_dir: Path | None) -> None:
+    """Print message SEQ in full (pretty JSON; --json: one line)."""
+    with _open_bus(track, repo, state_dir, create=False) as bus:
+        msg = bus.get(seq)
+        if msg is None:
+            last = bus.last_seq()
+            raise UserError(f"no message {seq} on the bus of {bus.track!r} (last is {last})")
+    if as_json:
+        click.echo(msg.to_json())
+    else:
+        click.echo(json.dumps(msg.to_dict(), ensure_ascii=False, indent=2))
+
+
+@bus_group.command("tail")
+@click.argument("track")
+@click.option("-n", "count", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many of the last messages to print.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new messages until Ctrl-C.")
+@_json_option
+@repo_option
+@state_dir_option
+@handle_errors
+def bus_tail(
+    track: str, count: int, follow: bool, as_json: bool, repo: Path, state_dir: Path | None
+) -> None:
+    """Print the last messages; with -f, follow the bus as messages arrive."""
+    with _open_bus(track, repo, state_dir, create=follow) as bus:
+        last = bus.last_seq()
+        shown = bus.read(after=max(0, last - count)) if count else []
+        _echo(shown, as_json)
+        if not follow:
+            return
+        cursor = shown[-1].seq if shown else last
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a follow normally
+            anyio.run(_follow, bus, cursor, as_json)
+
+
+async def _follow(bus: Bus, cursor: int, as_json: bool) -> None:
+    async with BusWatcher(bus) as watcher:
+        while True:
+            await watcher.wait(cursor)
+            for msg in _after(bus, cursor):
+                click.echo(msg.to_json() if as_json else _line(msg))
+                cursor = msg.seq
+            cursor = max(cursor, bus.last_seq())  # skip trailing holes
+
+
+@bus_group.command("post")
+@click.argument("args", nargs=-1, required=True, metavar="[TRACK] TYPE")
+@click.option("--task", default=None, metavar="TASK", help="The task the message is about.")
+@click.option("--payload", default=None, metavar="JSON", help="Payload: a JSON object.")
+@click.option("--message", "-m", "text", default=None, metavar="TEXT",
+              help='Payload {"text": TEXT} (instead of --payload).')
+@click.option("--worker", default=None, metavar="WORKER",
+              help="The worker the message is about (a worker posting is always itself).")
+@_json_option
+@repo_option
+@state_dir_option
+@handle_errors
+def bus_post(
+    args: tuple[str, ...],
+    task: str | None,
+    payload: str | None,
+    text: str | None,
+    worker: str | None,
+    as_json: bool,
+    repo: Path,
+    state_dir: Path | None,
+) -> None:
+    """Post a message of TYPE on TRACK's bus (TRACK defaults to $CONDUCTOR_TRACK).
+
+    A person may post APPROVE, SKIP (with --task) and NOTE. Inside a worker's shell
+    (CONDUCTOR_WORKER and CONDUCTOR_WORKER_TOKEN set) the message is signed by that worker and
+    may be PROGRESS, NOTE, BLOCKED, CLAIM_COMPLETE or CLAIM_FAILED, about its own task only.
+    """
+    if len(args) == 2:
+        track, mtype = args
+    elif len(args) == 1 and os.environ.get(TRACK_ENV):
+        track, mtype = os.environ[TRACK_ENV], args[0]
+    elif len(args) == 1:
+        raise UserError(f"give the track and the type: conductor bus post TRACK {args[0]}")
+    else:
+        raise UserError(f"expected [TRACK] TYPE, got {len(args)} arguments: {' '.join(args)}")
+    track_id, definition = resolve_track(track)
+    mtype = mtype.upper()
+    body = _payload(payload, text)
+    state = StateDir.for_track(repo, track_id, state_dir)
+    attempt: int | None = None
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        wid = os.environ.get(WORKER_ENV)
+        if not wid:
+            raise UserError(f"{TOKEN_ENV} is set but {WORKER_ENV} (the worker id) is not")
+        record = verify_token(state.workers, wid, token)
+        if mtype not in WORKER_TYPES:
+            allowed = ", ".join(sorted(WORKER_TYPES))
+            raise UserError(f"a worker may post only {allowed}; {mtype} is the conductor's")
+        if task is not None and task != record.task:
+            raise UserError(
+                f"worker {wid!r} works on task {record.task!r} and cannot post about {task!r}",
+                task_id=task,
+            )
+        if worker is not None and worker != record.worker:
+            raise UserError(f"worker {wid!r} cannot post as worker {worker!r}")
+        task, worker, attempt = record.task, record.worker, record.attempt
+    else:
+        if mtype not in HUMAN_TYPES:
+            allowed = ", ".join(sorted(HUMAN_TYPES))
+            raise UserError(
+                f"a person may post only {allowed}; {mtype} is written by the conductor or a "
+                f"worker (workers post with {WORKER_ENV} and {TOKEN_ENV} set)"
+            )
+        if mtype == MessageType.SKIP and task is None:
+            raise UserError("SKIP needs --task: the task to skip")
+        if task is not None and definition is not None:
+            definition.task(task)  # raises UserError naming the track and a suggestion
+    with Bus.for_state(state, track_id) as bus:
+        msg = bus.post(mtype, task=task, worker=worker, attempt=attempt, payload=body)
+        path = bus.path_of(msg.seq)
+    if as_json:
+        click.echo(msg.to_json())
+    else:
+        click.echo(f"posted {msg.seq}: {path.name if path else msg.type}")
+
+
+def _payload(payload: str | None, text: str | None) -> dict[str, Any]:
+    if payload is not None and text is not None:
+        raise UserError("give --payload or --message, not both")
+    if text is not None:
+        return {"text": text}
+    if payload is None:
+        return {}
+    try:
+        data = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--payload is not valid JSON: {exc}", field="payload") from exc
+    if not isinstance(data, dict):
+        raise UserError("--payload must be a JSON object, e.g. '{\"reason\": \"...\"}'")
+    return data
