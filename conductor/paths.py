@@ -95,7 +95,7 @@ class StateDir:
 
     @classmethod
     def for_track(cls, repo: Path, track_id: str, state_root: Path | None = None) -> StateDir:
-        """The state directory of ``track_id`` under ``state_root`` (default ``repo/.conductor``)."""
+        """The state directory of ``track_id`` under ``state_root`` (default repo/.conductor)."""
         check_name(track_id, "track id")
         base = state_root if state_root is not None else repo / STATE_ROOT_NAME
         return cls(base / track_id)

@@ -40,7 +40,13 @@ import structlog
 from conductor.bus import Bus, Durability
 from conductor.errors import ConductorError
 from conductor.executors.base import AttemptContext, Executor, Outcome
-from conductor.executors.shell import ShellExecutor, reap_leftover, run_command, tail
+from conductor.executors.shell import (
+    ShellExecutor,
+    append_log,
+    reap_leftover,
+    run_command,
+    tail,
+)
 from conductor.locks import PathLocks, RunLock
 from conductor.messages import Message, MessageType
 from conductor.paths import StateDir
@@ -467,32 +473,30 @@ class Scheduler:
             payload={"hash": self.hashes[tid], "name": task.name, "executor": _kind(task)},
         )
         started = time.monotonic()
-        worker_dir: Path | None = None
         log_path = self.sd.logs / tid / f"{attempt}.log"
         outcome: Outcome | None = None
         try:
             with scope:
-                worker_dir, outcome = await self._execute(task, attempt, wid, feedback, log_path)
+                outcome = await self._execute(task, attempt, wid, feedback, log_path)
         finally:
-            with anyio.CancelScope(shield=True):
-                try:
-                    self._record(task, attempt, wid, outcome, time.monotonic() - started, log_path)
-                finally:
-                    self.locks.release_all(wid)
-                    if worker_dir is not None:
-                        remove_worker_dir(worker_dir)
-                    self.live_cost.pop(wid, None)
-                    del self.running[tid]
-                    self.kick()
+            # No await below: a cancelled attempt still records its end and cleans up.
+            try:
+                self._record(task, attempt, wid, outcome, time.monotonic() - started, log_path)
+            finally:
+                self.locks.release_all(wid)
+                remove_worker_dir(self.sd.workers / wid)
+                self.live_cost.pop(wid, None)
+                del self.running[tid]
+                self.kick()
 
     async def _execute(
         self, task: Task, attempt: int, wid: str, feedback: str | None, log_path: Path
-    ) -> tuple[Path | None, Outcome]:
+    ) -> Outcome:
         for path in task.files:
             try:
                 self.locks.acquire(path, worker=wid, task=task.id, attempt=attempt)
             except ConductorError as exc:
-                return None, Outcome(ok=False, error=f"cannot lock {path}: {exc}")
+                return Outcome(ok=False, error=f"cannot lock {path}: {exc}")
         worker_dir, token = create_worker_dir(self.sd.workers, task.id, attempt)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
@@ -529,7 +533,7 @@ class Scheduler:
         outcome = await self._run_executor(ctx)
         if outcome.ok and task.verify:
             outcome = await self._verify(ctx, outcome)
-        return worker_dir, outcome
+        return outcome
 
     async def _run_executor(self, ctx: AttemptContext) -> Outcome:
         timeout = ctx.task.timeout
@@ -547,8 +551,7 @@ class Scheduler:
     async def _verify(self, ctx: AttemptContext, outcome: Outcome) -> Outcome:
         results: list[dict[str, Any]] = []
         for command in ctx.task.verify:
-            with open(ctx.log_path, "ab") as fh:
-                fh.write(f"\n$ {command}   # verify\n".encode())
+            append_log(ctx.log_path, f"\n$ {command}   # verify\n")
             began = time.monotonic()
             with anyio.move_on_after(ctx.task.timeout) as scope:
                 code = await run_command(command, cwd=ctx.repo, log_path=ctx.log_path, env=ctx.env)
@@ -669,14 +672,19 @@ class Scheduler:
     def _finish(self, duration: float) -> RunResult:
         view = self.state.view(self.tasks, lambda tid: self.tasks[tid].depends_on)
         by: dict[TaskStatus, list[str]] = {}
-        for tid, status in view.items():
-            by.setdefault(status, []).append(tid)
-        failed = {tid: self.state.task(tid).last_error or "failed" for tid in by.get(TaskStatus.FAILED, [])}
+        for tid, task_status in view.items():
+            by.setdefault(task_status, []).append(tid)
+        failed = {
+            tid: self.state.task(tid).last_error or "failed"
+            for tid in by.get(TaskStatus.FAILED, [])
+        }
         status: RunStatus
         if self.interrupted:
             status = "interrupted"
             end = MessageType.TRACK_INTERRUPTED
-        elif len(by.get(TaskStatus.COMPLETE, [])) + len(by.get(TaskStatus.SKIPPED, [])) == len(view):
+        elif len(by.get(TaskStatus.COMPLETE, [])) + len(by.get(TaskStatus.SKIPPED, [])) == len(
+            view
+        ):
             status = "complete"
             end = MessageType.TRACK_COMPLETE
         elif self.budget_hit and not failed:
@@ -715,4 +723,3 @@ class Scheduler:
 
 def _kind(task: Task) -> str:
     return "shell" if task.run else "claude"
-

@@ -109,7 +109,9 @@ class TrackState:
             ts = self.tasks[task_id] = TaskState(task_id)
         return ts
 
-    def view(self, task_ids: Iterable[str], deps: Callable[[str], list[str]]) -> dict[str, TaskStatus]:
+    def view(
+        self, task_ids: Iterable[str], deps: Callable[[str], list[str]]
+    ) -> dict[str, TaskStatus]:
         """Statuses for display: pending tasks below a failed one are ``BLOCKED``."""
         out: dict[str, TaskStatus] = {}
         order = list(task_ids)
@@ -141,7 +143,11 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
         state.runs += 1
         state.ended = None
         return
-    if mtype in (MessageType.TRACK_COMPLETE, MessageType.TRACK_FAILED, MessageType.TRACK_INTERRUPTED):
+    if mtype in (
+        MessageType.TRACK_COMPLETE,
+        MessageType.TRACK_FAILED,
+        MessageType.TRACK_INTERRUPTED,
+    ):
         state.ended = mtype
         return
     if mtype == MessageType.APPROVE and msg.task is None:
@@ -199,9 +205,8 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
         ts.hash = None
         ts.last_error = None
         ts.feedback = None
-    elif mtype == MessageType.SKIP:
-        if ts.status is not TaskStatus.COMPLETE:
-            ts.status = TaskStatus.SKIPPED
+    elif mtype == MessageType.SKIP and ts.status is not TaskStatus.COMPLETE:
+        ts.status = TaskStatus.SKIPPED
     if on_transition is not None and ts.status is not old:
         on_transition(ts.id, old, ts.status)
 
@@ -212,7 +217,9 @@ def _float(value: Any) -> float | None:
     return float(value)
 
 
-def replay(messages: Iterable[Message], track_id: str, into: TrackState | None = None) -> TrackState:
+def replay(
+    messages: Iterable[Message], track_id: str, into: TrackState | None = None
+) -> TrackState:
     """Apply ``messages`` in order onto ``into`` (or a fresh state)."""
     state = into if into is not None else TrackState(track_id)
     for msg in messages:
@@ -271,7 +278,9 @@ class MessageSource(Protocol):
         ...
 
 
-def load_state(bus: MessageSource, cache_dir: Path, track_id: str, *, batch: int = 5000) -> TrackState:
+def load_state(
+    bus: MessageSource, cache_dir: Path, track_id: str, *, batch: int = 5000
+) -> TrackState:
     """The state the bus describes: the cache if it still matches the bus, plus newer messages."""
     state = load_cache(cache_dir, track_id)
     if state is not None and state.last_seq:

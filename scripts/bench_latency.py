@@ -46,7 +46,10 @@ def cross_process(samples: int) -> list[float]:
     env = {k: v for k, v in os.environ.items() if k != "CONDUCTOR_STATE_DIR"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "conductor", "--log-format", "json", "run", str(track)],
-        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     bus = repo / ".conductor" / "latency" / "bus"
     try:
@@ -83,7 +86,9 @@ def in_process(samples: int) -> list[float]:
     track = write_track(repo / "track.yaml", "chain", tasks, max_parallel=4)
     conductor("run", str(track), cwd=repo)
     msgs = bus_messages(repo / ".conductor" / "chain" / "bus")
-    done = {m["task"]: datetime.fromisoformat(m["ts"]) for m in msgs if m["type"] == "TASK_COMPLETE"}
+    done = {
+        m["task"]: datetime.fromisoformat(m["ts"]) for m in msgs if m["type"] == "TASK_COMPLETE"
+    }
     lat = []
     for m in msgs:
         if m["type"] == "TASK_DISPATCHED" and m["task"] != "c0":
@@ -99,12 +104,16 @@ def main() -> None:
     args = parser.parse_args()
     cross = cross_process(args.samples)
     local = in_process(args.samples)
-    for label, lat in (("cross-process post → dependent dispatched", cross),
-                       ("in-process TASK_COMPLETE → dependent dispatched", local)):
+    for label, lat in (
+        ("cross-process post → dependent dispatched", cross),
+        ("in-process TASK_COMPLETE → dependent dispatched", local),
+    ):
         med = statistics.median(lat)
         p90 = sorted(lat)[int(len(lat) * 0.9) - 1]
-        print(f"{label}: n={len(lat)} median={med:.2f} ms p90={p90:.2f} ms max={max(lat):.2f} ms"
-              f"  (bar median ≤ 20 ms)  {verdict(med <= 20)}")
+        print(
+            f"{label}: n={len(lat)} median={med:.2f} ms p90={p90:.2f} ms max={max(lat):.2f} ms"
+            f"  (bar median ≤ 20 ms)  {verdict(med <= 20)}"
+        )
 
 
 if __name__ == "__main__":

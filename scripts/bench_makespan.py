@@ -31,19 +31,30 @@ def main() -> None:
     bound = max(critical, work / args.jobs)
     repo = scratch_repo("makespan")
     tasks = [
-        {"id": f"s{i}", "run": f"sleep {secs[i]}", "depends_on": [f"s{d}" for d in ds],
-         "estimated_duration": secs[i]}
+        {
+            "id": f"s{i}",
+            "run": f"sleep {secs[i]}",
+            "depends_on": [f"s{d}" for d in ds],
+            "estimated_duration": secs[i],
+        }
         for i, ds in enumerate(deps)
     ]
     track = write_track(repo / "track.yaml", "makespan", tasks, max_parallel=args.jobs)
     wall, _ = conductor("run", str(track), "-j", str(args.jobs), cwd=repo)
     msgs = bus_messages(repo / ".conductor" / "makespan" / "bus")
-    stamps = [datetime.fromisoformat(m["ts"]) for m in msgs if m["type"] in ("TASK_DISPATCHED", "TASK_COMPLETE")]
+    stamps = [
+        datetime.fromisoformat(m["ts"])
+        for m in msgs
+        if m["type"] in ("TASK_DISPATCHED", "TASK_COMPLETE")
+    ]
     makespan = (max(stamps) - min(stamps)).total_seconds()
     ratio = makespan / bound
     print(f"tasks={args.tasks} jobs={args.jobs} work={work:.2f}s critical_path={critical:.2f}s")
     print(f"lower bound max(critical, work/jobs) = {bound:.2f} s")
-    print(f"makespan (first dispatch → last completion) = {makespan:.2f} s  (process wall {wall:.2f} s)")
+    print(
+        f"makespan (first dispatch → last completion) = {makespan:.2f} s"
+        f"  (process wall {wall:.2f} s)"
+    )
     print(f"ratio makespan/bound: {ratio:.3f}  (bar ≤ 1.05)  {verdict(ratio <= 1.05)}")
     shutil.rmtree(repo, ignore_errors=True)
 

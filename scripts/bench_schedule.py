@@ -40,7 +40,10 @@ def main() -> None:
     ratio = conductor_s / make_s
     print(f"tasks={args.tasks} jobs={args.jobs}")
     print(f"make -j{args.jobs}:      {make_s:7.2f} s  ({make_s / args.tasks * 1000:.2f} ms/task)")
-    print(f"conductor -j{args.jobs}: {conductor_s:7.2f} s  ({conductor_s / args.tasks * 1000:.2f} ms/task)")
+    print(
+        f"conductor -j{args.jobs}: {conductor_s:7.2f} s"
+        f"  ({conductor_s / args.tasks * 1000:.2f} ms/task)"
+    )
     print(f"ratio conductor/make: {ratio:.2f}  (bar ≤ 2.00)  {verdict(ratio <= 2.0)}")
     shutil.rmtree(repo, ignore_errors=True)
 

@@ -37,31 +37,42 @@ def status_bench(n_messages: int) -> None:
         bus.post("VERIFY_RESULT", task=tid, worker=f"{tid}.1", attempt=1, payload={"ok": True})
         if posted + 10 > n_messages:
             break
-        bus.post("TASK_COMPLETE", task=tid, worker=f"{tid}.1", attempt=1,
-                 payload={"hash": "x", "duration": 0.01})
+        bus.post(
+            "TASK_COMPLETE",
+            task=tid,
+            worker=f"{tid}.1",
+            attempt=1,
+            payload={"hash": "x", "duration": 0.01},
+        )
         posted += 10
     while bus.last_seq() < n_messages:
         bus.post("NOTE", payload={"text": "filler"})
     bus.close()
     print(f"bus: {n_messages} messages written in {time.perf_counter() - started:.1f} s")
-    cold, proc = conductor("status", str(track), "--json", cwd=repo)
+    cold, _ = conductor("status", str(track), "--json", cwd=repo)
     warm, _ = conductor("status", str(track), "--json", cwd=repo)
     print(f"conductor status, no cache (first read of the whole bus): {cold:.2f} s")
-    print(f"conductor status, cache present (as after any run):        {warm:.2f} s"
-          f"  (bar ≤ 1 s)  {verdict(warm <= 1.0)}")
+    print(
+        f"conductor status, cache present (as after any run):        {warm:.2f} s"
+        f"  (bar ≤ 1 s)  {verdict(warm <= 1.0)}"
+    )
     shutil.rmtree(repo, ignore_errors=True)
 
 
 def rss_bench(n_tasks: int) -> None:
     repo = scratch_repo("rss")
     deps = random_dag(n_tasks, seed=3)
-    tasks = [{"id": f"t{i}", "run": "true", "depends_on": [f"t{d}" for d in ds]}
-             for i, ds in enumerate(deps)]
+    tasks = [
+        {"id": f"t{i}", "run": "true", "depends_on": [f"t{d}" for d in ds]}
+        for i, ds in enumerate(deps)
+    ]
     track = write_track(repo / "track.yaml", "rss", tasks, max_parallel=8)
     wall, _ = conductor("run", str(track), cwd=repo)
     peak = children_peak_rss_mb()
-    print(f"run of {n_tasks} tasks: {wall:.1f} s, conductor peak RSS {peak:.1f} MB"
-          f"  (bar ≤ 150 MB)  {verdict(peak <= 150)}")
+    print(
+        f"run of {n_tasks} tasks: {wall:.1f} s, conductor peak RSS {peak:.1f} MB"
+        f"  (bar ≤ 150 MB)  {verdict(peak <= 150)}"
+    )
     shutil.rmtree(repo, ignore_errors=True)
 
 

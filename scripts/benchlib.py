@@ -17,7 +17,7 @@ import yaml
 
 
 def random_dag(n: int, *, seed: int = 7, max_deps: int = 3, window: int = 50) -> list[list[int]]:
-    """Dependencies of ``n`` tasks: each depends on up to ``max_deps`` of the ``window`` before it."""
+    """Dependencies of ``n`` tasks, each on up to ``max_deps`` of the ``window`` before it."""
     rng = random.Random(seed)
     deps: list[list[int]] = []
     for i in range(n):
@@ -27,10 +27,16 @@ def random_dag(n: int, *, seed: int = 7, max_deps: int = 3, window: int = 50) ->
     return deps
 
 
-def write_track(path: Path, track_id: str, tasks: list[dict[str, Any]], max_parallel: int = 8) -> Path:
+def write_track(
+    path: Path, track_id: str, tasks: list[dict[str, Any]], max_parallel: int = 8
+) -> Path:
     """Write a native track file."""
-    doc = {"track": track_id, "description": f"generated: {len(tasks)} tasks",
-           "max_parallel": max_parallel, "tasks": tasks}
+    doc = {
+        "track": track_id,
+        "description": f"generated: {len(tasks)} tasks",
+        "max_parallel": max_parallel,
+        "tasks": tasks,
+    }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -42,17 +48,24 @@ def scratch_repo(prefix: str) -> Path:
     return path
 
 
-def conductor(*args: str, cwd: Path, check: bool = True) -> tuple[float, subprocess.CompletedProcess[str]]:
+def conductor(
+    *args: str, cwd: Path, check: bool = True
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     """Run the conductor CLI in ``cwd``; return wall seconds and the completed process."""
     env = {k: v for k, v in os.environ.items() if k != "CONDUCTOR_STATE_DIR"}
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "conductor", "--log-format", "json", *args],
-        cwd=cwd, env=env, capture_output=True, text=True,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     elapsed = time.perf_counter() - started
     if check and proc.returncode != 0:
-        raise SystemExit(f"conductor {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise SystemExit(
+            f"conductor {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     return elapsed, proc
 
 

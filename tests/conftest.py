@@ -15,7 +15,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _private_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _private_state(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Point every state directory and Claude config at a temporary place."""
     root = tmp_path_factory.mktemp("conductor-state")
     monkeypatch.setenv("CONDUCTOR_STATE_DIR", str(root))
@@ -42,8 +44,20 @@ def repo(tmp_path: Path) -> Path:
     path.mkdir()
     subprocess.run(["git", "init", "-q", str(path)], check=True)
     subprocess.run(
-        ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@example.com",
-         "commit", "-q", "--allow-empty", "-m", "init"],
+        [
+            "git",
+            "-C",
+            str(path),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "init",
+        ],
         check=True,
     )
     return path

@@ -19,8 +19,12 @@ from conductor.bus import Bus
 from conductor.paths import StateDir
 
 
-def write_track(path: Path, track_id: str, tasks: list[dict[str, Any]], max_parallel: int = 8) -> Path:
-    path.write_text(yaml.safe_dump({"track": track_id, "max_parallel": max_parallel, "tasks": tasks}))
+def write_track(
+    path: Path, track_id: str, tasks: list[dict[str, Any]], max_parallel: int = 8
+) -> Path:
+    path.write_text(
+        yaml.safe_dump({"track": track_id, "max_parallel": max_parallel, "tasks": tasks})
+    )
     return path
 
 
@@ -42,6 +46,13 @@ def all_messages(track_id: str) -> list[dict[str, Any]]:
         return [m.to_dict() for m in bus.iter_all()]
 
 
+def last_seq(track_id: str) -> int:
+    if not state(track_id).bus.is_dir():
+        return 0
+    with Bus.for_state(state(track_id), track_id) as bus:
+        return bus.last_seq()
+
+
 def wait_for(predicate: Any, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -53,15 +64,15 @@ def wait_for(predicate: Any, timeout: float = 20.0) -> None:
 
 @pytest.mark.slow
 def test_kill9_at_random_moments_then_resume(repo: Path) -> None:
-    """20+ kill -9s during a 300-task track, each resumed: every task completes exactly once."""
+    """20+ kill -9s during a 400-task track, each resumed: every task completes exactly once."""
     rng = random.Random(20261123)
-    n = 300
+    n = 400
     tasks: list[dict[str, Any]] = []
     for i in range(n):
         deps = sorted(rng.sample(range(max(0, i - 30), i), min(i, rng.randint(0, 3))))
         task: dict[str, Any] = {
             "id": f"t{i:03d}",
-            "run": f"sleep 0.0{rng.randint(1, 5)} && echo t{i} >> out/ran-t{i:03d}.txt",
+            "run": f"sleep 0.{rng.randint(5, 15):02d} && echo t{i} >> out/ran-t{i:03d}.txt",
             "depends_on": [f"t{d:03d}" for d in deps],
         }
         if i % 7 == 0:
@@ -71,15 +82,18 @@ def test_kill9_at_random_moments_then_resume(repo: Path) -> None:
     track = write_track(repo / "track.yaml", "kill9", tasks)
     kills = 0
     while kills < 22:
+        before = last_seq("kill9")
         proc = start(track, repo)
-        time.sleep(rng.uniform(0.3, 1.2))
+        # Kill at a random moment after the conductor has started writing to the bus.
+        wait_for(lambda: last_seq("kill9") > before or proc.poll() is not None)  # noqa: B023
+        time.sleep(rng.uniform(0.0, 0.25))
         if proc.poll() is not None:
             break  # finished before we could kill it
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
     final = start(track, repo)
-    out, err = final.communicate(timeout=300)
+    _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err.decode()[-2000:]
     assert kills >= 20, f"the track finished after only {kills} kills"
 
@@ -150,7 +164,12 @@ def test_resume_reaps_orphans_of_a_killed_conductor(repo: Path) -> None:
     again = start(track, repo)
     _, err = again.communicate(timeout=60)
     assert again.returncode == 0, err.decode()[-2000:]
-    wait_for(lambda: not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE, 10)
+    wait_for(
+        lambda: (
+            not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+        ),
+        10,
+    )
     lost = [m for m in all_messages("orphan") if m["type"] == "WORKER_LOST"]
     assert len(lost) == 1 and lost[0]["payload"]["reaped"] is True
 

@@ -36,12 +36,18 @@ def messages(repo: Path, track_id: str) -> list[dict[str, Any]]:
         return [m.to_dict() for m in bus.iter_all()]
 
 
-def of_type(msgs: list[dict[str, Any]], mtype: str, task: str | None = None) -> list[dict[str, Any]]:
+def of_type(
+    msgs: list[dict[str, Any]], mtype: str, task: str | None = None
+) -> list[dict[str, Any]]:
     return [m for m in msgs if m["type"] == mtype and (task is None or m["task"] == task)]
 
 
 async def run(track: Track, repo: Path, **kw: Any) -> RunResult:
-    opts = {"repo": repo, "state_root": Path(os.environ["CONDUCTOR_STATE_DIR"]), "handle_signals": False}
+    opts = {
+        "repo": repo,
+        "state_root": Path(os.environ["CONDUCTOR_STATE_DIR"]),
+        "handle_signals": False,
+    }
     opts.update(kw)
     return await run_track(track, RunOptions(**opts))
 
@@ -75,14 +81,8 @@ async def test_diamond_runs_in_dependency_order(repo: Path) -> None:
 
 async def test_max_parallel_is_respected(repo: Path) -> None:
     """No more than max_parallel attempts are ever in flight."""
-    track = make_track(
-        """
-        track: par
-        max_parallel: 2
-        tasks:
-        """
-        + "".join(f"  - {{id: s{i}, run: 'sleep 0.2'}}\n" for i in range(6))
-    )
+    tasks = "".join(f"  - {{id: s{i}, run: 'sleep 0.2'}}\n" for i in range(6))
+    track = make_track(f"track: par\nmax_parallel: 2\ntasks:\n{tasks}")
     assert (await run(track, repo)).status == "complete"
     live = peak = 0
     for m in messages(repo, "par"):
@@ -124,7 +124,9 @@ async def test_retry_then_success_feeds_back_the_failure(repo: Path) -> None:
     """A failed attempt is retried with the failure as feedback; the task completes once."""
     executor = ScriptedExecutor()
     executor.enqueue("a", Step(ok=False, error="compile error in x.py"), Step(ok=True))
-    track = make_track("track: retry\ntasks:\n  - {id: a, max_attempts: 3}\n  - {id: b, depends_on: [a]}\n")
+    track = make_track(
+        "track: retry\ntasks:\n  - {id: a, max_attempts: 3}\n  - {id: b, depends_on: [a]}\n"
+    )
     result = await run(track, repo, executors=lambda task: executor)
     assert result.status == "complete"
     calls = executor.calls_for("a")
@@ -233,7 +235,11 @@ async def test_skip_by_hand_is_honoured(repo: Path) -> None:
     sd = state_of(repo, "skip").ensure()
     with Bus.for_state(sd, "skip") as bus:
         bus.post("SKIP", task="a", payload={"reason": "done by hand"})
-    track = make_track("track: skip\ntasks:\n  - {id: a, run: 'exit 1'}\n  - {id: b, run: 'true', depends_on: [a]}\n")
+    track = make_track(
+        "track: skip\ntasks:\n"
+        "  - {id: a, run: 'exit 1'}\n"
+        "  - {id: b, run: 'true', depends_on: [a]}\n"
+    )
     result = await run(track, repo)
     assert result.status == "complete"
     assert result.skipped == ["a"] and result.completed == ["b"]

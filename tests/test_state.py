@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from conductor.messages import Message, MessageType, utcnow
+from conductor.messages import Message, utcnow
 from conductor.state import TaskStatus, TrackState, load_cache, replay, save_cache
 
 _seq = itertools.count(1)
@@ -34,7 +34,13 @@ def test_dispatch_then_complete() -> None:
     )
     ts = state.task("a")
     assert ts.status is TaskStatus.COMPLETE
-    assert (ts.hash, ts.duration, ts.attempts, ts.in_flight, ts.completions) == ("h1", 2.5, 1, None, 1)
+    assert (ts.hash, ts.duration, ts.attempts, ts.in_flight, ts.completions) == (
+        "h1",
+        2.5,
+        1,
+        None,
+        1,
+    )
 
 
 def test_failure_counts_and_final() -> None:
@@ -49,7 +55,11 @@ def test_failure_counts_and_final() -> None:
     assert state.task("a").status is TaskStatus.PENDING
     assert state.task("a").failures == 1
     assert state.task("a").feedback == "boom\nlog"
-    replay([msg("TASK_DISPATCHED", "a", 2), msg("TASK_FAILED", "a", 2, error="x", final=True)], "t", state)
+    replay(
+        [msg("TASK_DISPATCHED", "a", 2), msg("TASK_FAILED", "a", 2, error="x", final=True)],
+        "t",
+        state,
+    )
     assert state.task("a").status is TaskStatus.FAILED
     assert state.task("a").failures == 2
     assert state.task("a").attempts == 2
@@ -66,7 +76,11 @@ def test_worker_lost_is_not_a_failure() -> None:
 def test_stale_worker_lost_ignored() -> None:
     """A WORKER_LOST for an older attempt does not disturb the running one."""
     state = replay(
-        [msg("TASK_DISPATCHED", "a", 1), msg("TASK_DISPATCHED", "a", 2), msg("WORKER_LOST", "a", 1)],
+        [
+            msg("TASK_DISPATCHED", "a", 1),
+            msg("TASK_DISPATCHED", "a", 2),
+            msg("WORKER_LOST", "a", 1),
+        ],
         "t",
     )
     assert state.task("a").status is TaskStatus.RUNNING
@@ -107,9 +121,7 @@ def test_skip_sticks_until_reset() -> None:
 
 def test_worker_started_kept_for_reaping() -> None:
     """WORKER_STARTED of the running attempt is kept until the attempt ends."""
-    state = replay(
-        [msg("TASK_DISPATCHED", "a", 1), msg("WORKER_STARTED", "a", 1, cli_pid=42)], "t"
-    )
+    state = replay([msg("TASK_DISPATCHED", "a", 1), msg("WORKER_STARTED", "a", 1, cli_pid=42)], "t")
     assert state.task("a").started == {"cli_pid": 42}
     replay([msg("WORKER_LOST", "a", 1)], "t", state)
     assert state.task("a").started is None
@@ -158,7 +170,11 @@ def test_transition_callback() -> None:
     state = TrackState("t")
     from conductor.state import apply
 
-    for m in [msg("TASK_DISPATCHED", "a", 1), msg("PROGRESS", "a", 1), msg("TASK_COMPLETE", "a", 1, hash="h")]:
+    for m in [
+        msg("TASK_DISPATCHED", "a", 1),
+        msg("PROGRESS", "a", 1),
+        msg("TASK_COMPLETE", "a", 1, hash="h"),
+    ]:
         apply(state, m, lambda *args: seen.append(args))
     assert seen == [
         ("a", TaskStatus.PENDING, TaskStatus.RUNNING),

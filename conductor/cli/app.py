@@ -30,7 +30,7 @@ RAISE_ENV = "CONDUCTOR_RAISE_ERRORS"
     type=click.Choice(["auto", "console", "json"]),
     default="auto",
     show_default=True,
-    help="Log lines on stderr: console (human), json (one object per line), auto (console on a TTY).",
+    help="Log lines on stderr: console (human), json (one object a line), auto (console on a TTY).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Also log debug lines.")
 def main(log_format: str, verbose: bool) -> None:

@@ -170,7 +170,9 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
                 "failures": ts.failures,
                 "duration": ts.duration,
                 "cost_usd": round(ts.cost_usd, 6),
-                "error": ts.last_error if view[tid] in (TaskStatus.FAILED, TaskStatus.PENDING) else None,
+                "error": ts.last_error
+                if view[tid] in (TaskStatus.FAILED, TaskStatus.PENDING)
+                else None,
             }
         )
     counts: dict[str, int] = {}
@@ -198,7 +200,9 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
     width = max((len(r["task"]) for r in rows), default=4)  # type: ignore[arg-type]
     for row in rows:
         duration = f"{row['duration']:.1f}s" if row["duration"] is not None else "-"
-        line = f"  {row['task']:<{width}}  {row['status']:<8}  attempts {row['attempts']}  {duration}"
+        line = (
+            f"  {row['task']:<{width}}  {row['status']:<8}  attempts {row['attempts']}  {duration}"
+        )
         if row["error"]:
             line += f"  {str(row['error']).splitlines()[0][:80]}"
         click.echo(line)

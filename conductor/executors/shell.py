@@ -16,6 +16,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 import psutil
@@ -37,6 +38,17 @@ def argv_for(command: str) -> list[str] | str:
     except ValueError:
         return command
     return argv if argv else command
+
+
+def open_log(path: Path) -> BinaryIO:
+    """Open an attempt's log for appending (local disk: a quick call, fine inside async code)."""
+    return open(path, "ab")
+
+
+def append_log(path: Path, text: str) -> None:
+    """Append ``text`` to an attempt's log."""
+    with open_log(path) as fh:
+        fh.write(text.encode())
 
 
 def tail(path: Path, limit: int = 2000) -> str:
@@ -65,7 +77,7 @@ async def run_command(
     """
     full_env = {**os.environ, **(env or {})}
     argv = argv_for(command)
-    with open(log_path, "ab") as log:
+    with open_log(log_path) as log:
         try:
             process = await anyio.open_process(
                 argv,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from conductor.executors.base import AttemptContext, Outcome
+from conductor.executors.shell import append_log
 from conductor.paths import check_repo_path
 
 
@@ -75,8 +76,9 @@ class ScriptedExecutor:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
             changed.append(rel)
-        with open(ctx.log_path, "a") as log:
-            log.write(f"scripted attempt {ctx.attempt}: {'ok' if step.ok else step.error}\n")
+        append_log(
+            ctx.log_path, f"scripted attempt {ctx.attempt}: {'ok' if step.ok else step.error}\n"
+        )
         return Outcome(
             ok=step.ok,
             error=None if step.ok else (step.error or "scripted failure"),
