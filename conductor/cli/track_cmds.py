@@ -1,1 +1,83 @@
-"""Placeholder: commands are added by the module owner."""
+"""``conductor validate`` and ``conductor plan``: check a track file and show how it would run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from conductor.cli.app import handle_errors, main
+from conductor.errors import TrackError
+from conductor.plan import make_plan, render_dot, render_json, render_mermaid, render_text
+from conductor.track import load_track
+
+_TRACK_ARG = click.argument("track", type=click.Path(path_type=Path, dir_okay=True))
+
+
+@main.command()
+@_TRACK_ARG
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@handle_errors
+def validate(track: Path, as_json: bool) -> None:
+    """Check a track file: YAML syntax, fields, dependencies, cycles, parallel groups.
+
+    TRACK is a track YAML file, or a directory holding track.yaml. Prints `ok: ...` and
+    exits 0 when the track is valid; otherwise prints the file, line and field of the
+    problem and exits 2. Notes (such as tasks naming agents the track does not define)
+    are printed but are not errors.
+    """
+    try:
+        loaded = load_track(track)
+    except TrackError as exc:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": str(exc), "line": exc.line}))
+        raise
+    notes = loaded.notes()
+    if as_json:
+        result = {
+            "ok": True,
+            "track": loaded.id,
+            "tasks": len(loaded.tasks),
+            "agents": len(loaded.agents),
+            "notes": notes,
+        }
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    tasks, agents = len(loaded.tasks), len(loaded.agents)
+    click.echo(
+        f"ok: {loaded.id}: {tasks} task{'s' if tasks != 1 else ''},"
+        f" {agents} agent{'s' if agents != 1 else ''}"
+    )
+    for note in notes:
+        click.echo(f"note: {note}")
+
+
+_RENDERERS = {
+    "text": render_text,
+    "dot": render_dot,
+    "mermaid": render_mermaid,
+    "json": render_json,
+}
+
+
+@main.command()
+@_TRACK_ARG
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(_RENDERERS)),
+    default="text",
+    show_default=True,
+    help="text for people, dot for Graphviz, mermaid for Markdown, json for tools.",
+)
+@handle_errors
+def plan(track: Path, fmt: str) -> None:
+    """Show how a track would run, without running anything.
+
+    Lists the parallel levels (tasks in one level do not depend on each other), the
+    critical path and its length, and pairs of tasks that never run together because
+    their files overlap. Pipe `--format dot` into `dot -Tsvg` to draw the graph.
+    """
+    loaded = load_track(track)
+    click.echo(_RENDERERS[fmt](loaded, make_plan(loaded)), nl=False)

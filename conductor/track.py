@@ -1,0 +1,1118 @@
+"""Track files: load a YAML track, validate it strictly, and query its DAG of tasks.
+
+Two formats load onto the same model:
+
+- **native**: ``track``, ``description``, ``defaults``, ``max_parallel``, ``agents``, ``tasks``
+  and the Claude settings (``budget_usd``, ``model``, ``permission_mode``, ...);
+- **seed**: ``track`` plus ``dag: {nodes: [...], parallel_groups: [...]}``, the format of the
+  orchestrator skill conductor grew from. A node is a task.
+
+Every problem in a file becomes one ``TrackError`` naming the file, the line and the field,
+e.g. ``tracks/x.yaml:14: tasks[3].depends_on: unknown task 'buidl' (did you mean 'build'?)``.
+Lines come from the YAML node tree: the loader below builds plain data from the composed nodes
+and records the line of every key and list item by its path (``("tasks", 3, "depends_on")``);
+a pydantic error's ``loc`` is mapped to the nearest recorded path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import re
+import types
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from conductor.errors import TrackError, UserError
+from conductor.paths import check_name, check_repo_path
+from conductor.plan import overlapping_pairs
+
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""Task, group, agent and track ids (seed ids like ``1.1`` included); never ``..``."""
+TYPE_RE = re.compile(r"[a-z][a-z0-9_-]*")
+"""Task types: ``code``, ``ui``, ``integration``, ``test``, ``docs``, ``config``, ..."""
+
+PermissionMode = Literal["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk"]
+SettingSource = Literal["user", "project", "local"]
+
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_MAX_PARALLEL = 4
+DEFAULT_TYPE = "code"
+
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists a track file may use."""
+MAX_ALIAS_NODES = 100_000
+"""Most YAML nodes that aliases (``*name``) may expand to: refuses 'billion laughs' files."""
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+DocPath = tuple[str | int, ...]
+"""Where a value sits in the document: ``("tasks", 3, "depends_on", 0)``."""
+
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "mins": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hrs": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
+}
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)")
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds in ``value``: a number of seconds, or ``"30s"``, ``"5m"``, ``"2h"``, ``"1h30m"``.
+
+    Raises ``UserError`` for anything else, negative or not finite.
+    """
+    if isinstance(value, bool):
+        raise UserError(f"expected a duration such as 30s, 5m or 1h, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _parse_duration_text(value)
+    else:
+        raise UserError(f"expected a duration such as 30s, 5m or 1h, got {_describe(value)}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UserError(f"a duration must be a finite number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def _parse_duration_text(text: str) -> float:
+    stripped = text.strip()
+    bad = UserError(f"expected a duration such as 30s, 5m or 1h30m, or seconds; got {text!r}")
+    if not stripped:
+        raise bad
+    if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", stripped):
+        return float(stripped)
+    total, pos = 0.0, 0
+    while pos < len(stripped):
+        match = _DURATION_PART.match(stripped, pos)
+        if match is None:
+            raise bad
+        unit = _DURATION_UNITS.get(match.group(2).lower())
+        if unit is None:
+            raise bad
+        total += float(match.group(1)) * unit
+        pos = match.end()
+    return total
+
+
+# --------------------------------------------------------------------------- field types
+
+
+def _check_id(value: str, what: str) -> str:
+    try:
+        check_name(value, what)
+    except UserError as exc:
+        raise ValueError(exc.message) from None
+    if not ID_RE.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} may use only letters, digits, '_', '-' and '.', must start with a"
+            " letter or digit and be at most 64 characters"
+        )
+    return value
+
+
+def _task_id(value: str) -> str:
+    return _check_id(value, "task id")
+
+
+def _track_id(value: str) -> str:
+    return _check_id(value, "track id")
+
+
+def _agent_name(value: str) -> str:
+    return _check_id(value, "agent name")
+
+
+def _group_id(value: str) -> str:
+    return _check_id(value, "group id")
+
+
+def _repo_path(value: str) -> str:
+    try:
+        return check_repo_path(value, "path")
+    except UserError as exc:
+        raise ValueError(exc.message) from None
+
+
+def _task_type(value: str) -> str:
+    if not TYPE_RE.fullmatch(value):
+        raise ValueError(
+            f"task type {value!r} must be lower case letters, digits, '_' or '-', starting with"
+            " a letter (e.g. code, ui, test, docs)"
+        )
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    """A single string where a list of strings is expected means a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")
+    return value
+
+
+def _duration(value: Any) -> Any:
+    if value is None or not isinstance(value, int | float | str):
+        return value
+    try:
+        return parse_duration(value)
+    except UserError as exc:
+        raise ValueError(exc.message) from None
+
+
+def _list_or_empty(value: Any) -> Any:
+    """A single string means a list of one; null means an empty list."""
+    if value is None:
+        return []
+    return _one_or_many(value)
+
+
+def _positive(value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise ValueError(f"must be more than 0 seconds, got {value:g}")
+    return value
+
+
+def _phase(value: Any) -> Any:
+    if value is None or isinstance(value, str) or type(value) is int:
+        return value
+    raise ValueError(f"a phase is a number or a name, got {_describe(value)}")
+
+
+TaskId = Annotated[str, AfterValidator(_task_id)]
+TrackId = Annotated[str, AfterValidator(_track_id)]
+AgentName = Annotated[str, AfterValidator(_agent_name)]
+GroupId = Annotated[str, AfterValidator(_group_id)]
+RepoPath = Annotated[str, AfterValidator(_repo_path)]
+TaskType = Annotated[str, AfterValidator(_task_type)]
+StrList = Annotated[list[str], BeforeValidator(_one_or_many)]
+Strings = Annotated[list[str], BeforeValidator(_list_or_empty)]
+TaskIdList = Annotated[list[TaskId], BeforeValidator(_list_or_empty)]
+RepoPathList = Annotated[list[RepoPath], BeforeValidator(_list_or_empty)]
+Count = Annotated[int, Field(strict=True, ge=1)]
+Money = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, allow_inf_nan=False)]
+Timeout = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
+Duration = Annotated[float, BeforeValidator(_duration)]
+Phase = Annotated[int | str, BeforeValidator(_phase)]
+
+
+class _Model(BaseModel):
+    """Base of every model a person writes: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- public models
+
+
+class Agent(_Model):
+    """A specialist a task can name: from the track's ``agents:``, or defined elsewhere."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: AgentName
+    role: str | None = None
+    goal: str | None = None
+    system_prompt: str | None = None
+    tools: StrList | None = None
+    model: str | None = None
+    description: str | None = None
+
+
+class Task(_Model):
+    """One node of the DAG, with the track's ``defaults`` already applied."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: TaskId
+    name: str = ""
+    type: TaskType = DEFAULT_TYPE
+    depends_on: TaskIdList = Field(default_factory=list)
+    files: RepoPathList = Field(default_factory=list)
+    acceptance: Strings = Field(default_factory=list)
+    verify: Strings = Field(default_factory=list)
+    agent: AgentName | None = None
+    instructions: str | None = None
+    run: str | None = None
+    timeout: Timeout | None = None
+    max_attempts: Count = DEFAULT_MAX_ATTEMPTS
+    model: str | None = None
+    max_turns: Count | None = None
+    max_budget_usd: Money | None = None
+    permission_mode: PermissionMode | None = None
+    tools: StrList | None = None
+    phase: Phase | None = None
+    estimated_duration: Duration | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_defaults_to_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("name") and isinstance(data.get("id"), str):
+            return {**data, "name": data["id"]}
+        return data
+
+    @field_validator("depends_on")
+    @classmethod
+    def _dedupe(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class ParallelGroup(_Model):
+    """Tasks a track states may run at the same time (seed format ``parallel_groups``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: GroupId
+    tasks: TaskIdList
+    conflict_free: Annotated[bool, Field(strict=True)] = False
+    shared_resources: RepoPathList = Field(default_factory=list)
+
+
+class Track(_Model):
+    """A validated track: tasks in file order with defaults applied, agents, settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: TrackId
+    description: str = ""
+    max_parallel: Count = DEFAULT_MAX_PARALLEL
+    agents: dict[str, Agent] = Field(default_factory=dict)
+    tasks: list[Task] = Field(default_factory=list)
+    parallel_groups: list[ParallelGroup] = Field(default_factory=list)
+    budget_usd: Money | None = None
+    model: str | None = None
+    permission_mode: PermissionMode = "acceptEdits"
+    setting_sources: list[SettingSource] = Field(default_factory=list)
+    templates: RepoPath | None = None
+    shared_files: RepoPathList = Field(default_factory=list)
+    source: Path | None = None
+
+    _by_id: dict[str, Task] = PrivateAttr(default_factory=dict)
+    _dependents: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+    _hashes: dict[str, str] = PrivateAttr(default_factory=dict)
+    _notes: list[str] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> Track:
+        for name, agent in self.agents.items():
+            if name != agent.name:
+                raise ValueError(f"agent key {name!r} differs from its name {agent.name!r}")
+        problems = _graph_problems(self.tasks)
+        if problems:
+            index, field, message, _, other = problems[0]
+            if other is not None:
+                message += f" (first defined as tasks[{other}])"
+            raise ValueError(f"tasks[{index}].{field[0]}: {message}")
+        known = {t.id for t in self.tasks}
+        for group in self.parallel_groups:
+            for tid in group.tasks:
+                if tid not in known:
+                    raise ValueError(f"parallel group {group.id!r} names unknown task {tid!r}")
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Index tasks by id and by dependency."""
+        self._by_id = {t.id: t for t in self.tasks}
+        dependents: dict[str, list[str]] = {t.id: [] for t in self.tasks}
+        for task in self.tasks:
+            for dep in task.depends_on:
+                dependents[dep].append(task.id)
+        self._dependents = dependents
+
+    def task(self, task_id: str) -> Task:
+        """The task ``task_id``; raises ``UserError`` (with a suggestion) if there is none."""
+        try:
+            return self._by_id[task_id]
+        except (KeyError, TypeError):
+            raise UserError(
+                f"track {self.id!r} has no task {task_id!r}{_suggest(task_id, self._by_id)}",
+                task_id=task_id if isinstance(task_id, str) else None,
+            ) from None
+
+    def task_ids(self) -> list[str]:
+        """Task ids in file order."""
+        return [t.id for t in self.tasks]
+
+    def dependents(self, task_id: str) -> list[str]:
+        """Tasks that depend directly on ``task_id``, in file order."""
+        self.task(task_id)
+        return list(self._dependents[task_id])
+
+    def descendants(self, task_id: str) -> set[str]:
+        """Every task that depends on ``task_id``, directly or not (not itself)."""
+        self.task(task_id)
+        seen: set[str] = set()
+        queue = deque(self._dependents[task_id])
+        while queue:
+            tid = queue.popleft()
+            if tid not in seen:
+                seen.add(tid)
+                queue.extend(self._dependents[tid])
+        return seen
+
+    def task_hash(self, task_id: str) -> str:
+        """sha256 of the task's canonical JSON (defaults applied, keys sorted, nulls left out).
+
+        It changes exactly when the task's definition changes; key order in the file and
+        fields left at null do not matter.
+        """
+        cached = self._hashes.get(task_id)
+        if cached is None:
+            dumped = self.task(task_id).model_dump(mode="json")
+            data = {k: v for k, v in dumped.items() if v is not None}
+            canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            cached = hashlib.sha256(canonical.encode()).hexdigest()
+            self._hashes[task_id] = cached
+        return cached
+
+    def notes(self) -> list[str]:
+        """Things worth telling the user that are not errors (tasks naming undefined agents)."""
+        if self._notes is None:
+            self._notes = _agent_notes(self, None)
+        return list(self._notes)
+
+
+# --------------------------------------------------------------------------- file models
+
+
+class _Defaults(_Model):
+    """``defaults:``: settings applied to every task that does not set them."""
+
+    type: TaskType | None = None
+    timeout: Timeout | None = None
+    max_attempts: Count | None = None
+    agent: AgentName | None = None
+    verify: StrList | None = None
+    model: str | None = None
+    max_turns: Count | None = None
+    max_budget_usd: Money | None = None
+    permission_mode: PermissionMode | None = None
+
+
+class _AgentSpec(_Model):
+    """One entry of ``agents:`` (the name is its key)."""
+
+    name: AgentName | None = None
+    role: str | None = None
+    goal: str | None = None
+    system_prompt: str | None = None
+    tools: StrList | None = None
+    model: str | None = None
+    description: str | None = None
+
+
+class _TrackMeta(_Model):
+    """``track:`` written as a mapping."""
+
+    id: TrackId
+    name: str | None = None
+    description: str | None = None
+
+
+class _Dag(_Model):
+    """Seed format ``dag:``."""
+
+    nodes: list[Task]
+    parallel_groups: list[ParallelGroup] = Field(default_factory=list)
+
+
+class _TrackFile(_Model):
+    """A whole track file as written."""
+
+    track: TrackId
+    description: str = ""
+    defaults: _Defaults = Field(default_factory=_Defaults)
+    max_parallel: Count = DEFAULT_MAX_PARALLEL
+    agents: dict[AgentName, _AgentSpec] = Field(default_factory=dict)
+    tasks: list[Task] | None = None
+    dag: _Dag | None = None
+    parallel_groups: list[ParallelGroup] = Field(default_factory=list)
+    budget_usd: Money | None = None
+    model: str | None = None
+    permission_mode: PermissionMode = "acceptEdits"
+    setting_sources: list[SettingSource] = Field(default_factory=list)
+    templates: RepoPath | None = None
+    shared_files: RepoPathList = Field(default_factory=list)
+
+
+_DEFAULTABLE = tuple(_Defaults.model_fields)
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+class _Doc:
+    """A parsed track file: plain data plus the line of every key and list item, by path."""
+
+    def __init__(self, data: Any, lines: dict[DocPath, int], display: Path) -> None:
+        self.data = data
+        self.lines = lines
+        self.display = display
+
+    def line(self, path: Sequence[str | int]) -> int | None:
+        """The line of ``path``, or of its nearest recorded ancestor."""
+        key = tuple(path)
+        while key:
+            line = self.lines.get(key)
+            if line is not None:
+                return line
+            key = key[:-1]
+        return self.lines.get((), 1)
+
+    def error(
+        self, path: Sequence[str | int], message: str, *, at: Sequence[str | int] | None = None
+    ) -> TrackError:
+        """A ``TrackError`` about ``path`` (the line of ``at`` if given)."""
+        return TrackError(
+            message,
+            path=self.display,
+            line=self.line(at if at is not None else path),
+            field=_fmt_path(path) or None,
+        )
+
+
+def _fmt_path(path: Sequence[str | int]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _wants_text(path: DocPath) -> bool:
+    """Ids and names written as numbers (``id: 1.1``) keep their text, not a float."""
+    if not path:
+        return False
+    last = path[-1]
+    if last in ("id", "name", "track", "description", "depends_on"):
+        return True
+    return isinstance(last, int) and len(path) >= 2 and path[-2] in ("depends_on", "tasks")
+
+
+class _Builder:
+    """Turns composed YAML nodes into plain data, recording lines and refusing abuse."""
+
+    def __init__(self, loader: Any, display: Path) -> None:
+        self.loader = loader
+        self.display = display
+        self.lines: dict[DocPath, int] = {}
+        self.seen: set[int] = set()
+        self.alias_nodes = 0
+        self.merged: dict[int, int] = {}
+
+    def fail(self, node: yaml.Node, message: str, path: DocPath) -> TrackError:
+        return TrackError(
+            message, path=self.display, line=node.start_mark.line + 1, field=_fmt_path(path) or None
+        )
+
+    def build(self, node: yaml.Node, path: DocPath = (), depth: int = 0) -> Any:
+        if id(node) in self.seen:
+            self.alias_nodes += 1
+            if self.alias_nodes > MAX_ALIAS_NODES:
+                raise self.fail(node, f"aliases expand to more than {MAX_ALIAS_NODES} nodes", path)
+        else:
+            self.seen.add(id(node))
+        if depth > MAX_DEPTH:
+            raise self.fail(node, f"nested more than {MAX_DEPTH} levels deep", path)
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
+            return self.mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
+            items = []
+            for i, item in enumerate(node.value):
+                self.lines[(*path, i)] = item.start_mark.line + 1
+                items.append(self.build(item, (*path, i), depth + 1))
+            return items
+        if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG:
+            return node.value
+        value = self.construct(node, path)
+        if (
+            isinstance(node, yaml.ScalarNode)
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and _wants_text(path)
+        ):
+            return node.value
+        return value
+
+    def construct(self, node: yaml.Node, path: DocPath) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            raise
+        except RecursionError:
+            raise
+        except Exception as exc:
+            value = node.value if isinstance(node, yaml.ScalarNode) else type(node).__name__
+            raise self.fail(
+                node, f"cannot read {value!r} as {node.tag.rsplit(':', 1)[-1]} ({exc})", path
+            ) from None
+
+    def mapping(self, node: yaml.MappingNode, path: DocPath, depth: int) -> dict[str, Any]:
+        merged = self.merged.get(id(node))
+        if merged is None:  # first visit: expand `<<` merge keys in place, remember how many
+            own = sum(1 for key, _ in node.value if key.tag != _MERGE_TAG)
+            self.loader.flatten_mapping(node)
+            merged = self.merged[id(node)] = len(node.value) - own
+        result: dict[str, Any] = {}
+        own_lines: dict[str, int] = {}
+        for i, (key_node, value_node) in enumerate(node.value):
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(key_node, "a key must be a plain name, not a list or mapping", path)
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if i >= merged:
+                if key in own_lines:
+                    what = "agent" if path == ("agents",) else "key"
+                    raise self.fail(
+                        key_node,
+                        f"duplicate {what} {key!r} (first at line {own_lines[key]})",
+                        (*path, key),
+                    )
+                own_lines[key] = line
+            self.lines[(*path, key)] = line
+            result[key] = self.build(value_node, (*path, key), depth + 1)
+        return result
+
+
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _read_yaml(text: str, display: Path) -> _Doc:
+    loader = _LOADER(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise TrackError(
+                "the file is empty; a track needs at least `track:` and `tasks:`", path=display
+            )
+        builder = _Builder(loader, display)
+        data = builder.build(node)
+        return _Doc(data, builder.lines, display)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = "; ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise TrackError(f"invalid YAML: {what or exc}", path=display, line=line) from None
+    except yaml.YAMLError as exc:
+        position = getattr(exc, "position", None)
+        line = text.count("\n", 0, position) + 1 if isinstance(position, int) else None
+        raise TrackError(f"invalid YAML: {exc}", path=display, line=line) from None
+    except RecursionError:
+        raise TrackError("invalid YAML: nested too deeply", path=display) from None
+    finally:
+        loader.dispose()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_track(path: Path) -> Track:
+    """Load and validate the track at ``path`` (a file, or a directory with ``track.yaml``).
+
+    Raises ``TrackError`` for every problem in the file, naming its line and field.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "track.yaml"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise TrackError("no such track file", path=path) from None
+    except OSError as exc:
+        raise TrackError(f"cannot read the track file: {exc.strerror or exc}", path=path) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise TrackError("the file is not valid UTF-8", path=path, line=line) from None
+    return parse_track(text, source=path)
+
+
+def parse_track(text: str, source: Path | None = None, *, guard: bool = True) -> Track:
+    """Validate a track from YAML ``text``; ``source`` names it in errors and on the Track.
+
+    Raises ``TrackError``. With ``guard`` (the default) any unexpected exception is also
+    turned into a ``TrackError``, so a user's file never produces a traceback; tests pass
+    ``guard=False`` to see such bugs.
+    """
+    display = source if source is not None else Path("<track>")
+    if not guard:
+        return _parse(text, source, display)
+    try:
+        return _parse(text, source, display)
+    except TrackError:
+        raise
+    except Exception as exc:
+        raise TrackError(
+            f"could not load the track ({type(exc).__name__}: {exc}); this is a bug in"
+            " conductor, please report it with the file",
+            path=display,
+        ) from exc
+
+
+def _parse(text: str, source: Path | None, display: Path) -> Track:
+    doc = _read_yaml(text, display)
+    data = doc.data
+    if not isinstance(data, dict):
+        raise doc.error(
+            (), f"the top level must be a mapping with `track:` and `tasks:`, not {_describe(data)}"
+        )
+    data = dict(data)
+    _prepare_track_meta(doc, data)
+    _prepare_agents(doc, data)
+    if "tasks" in data and "dag" in data:
+        raise doc.error(
+            ("dag",),
+            "a track has either `tasks:` (native format) or `dag:` (seed format), not both",
+        )
+    if "tasks" not in data and "dag" not in data:
+        raise doc.error((), "the track has no tasks: add a `tasks:` list (or `dag: nodes:`)")
+    spec = _validate(doc, _TrackFile, data, ())
+
+    raw_tasks: list[Task] = []
+    task_path: DocPath = ("tasks",)
+    if spec.tasks is not None:
+        raw_tasks = spec.tasks
+    elif spec.dag is not None:
+        raw_tasks, task_path = spec.dag.nodes, ("dag", "nodes")
+    elif "dag" in data:
+        task_path = ("dag",)
+    if not raw_tasks:
+        raise doc.error(task_path, "the track has no tasks")
+    for name, agent_spec in spec.agents.items():
+        if agent_spec.name is not None and agent_spec.name != name:
+            raise doc.error(
+                ("agents", name, "name"), f"agent {name!r} has a different name {agent_spec.name!r}"
+            )
+    groups: list[tuple[ParallelGroup, DocPath]] = [
+        (g, ("parallel_groups", i)) for i, g in enumerate(spec.parallel_groups)
+    ]
+    if spec.dag is not None:
+        groups += [
+            (g, ("dag", "parallel_groups", i)) for i, g in enumerate(spec.dag.parallel_groups)
+        ]
+
+    tasks = [_apply_defaults(task, spec.defaults) for task in raw_tasks]
+    problems: list[TrackError] = []
+    for index, field, message, at, other in _graph_problems(tasks):
+        prefix = (*task_path, index)
+        if other is not None:
+            message += f" (first defined at line {doc.line((*task_path, other, 'id'))})"
+        problems.append(doc.error((*prefix, *field), message, at=(*prefix, *at)))
+    if not problems:
+        problems += _group_problems(doc, tasks, task_path, groups, spec.shared_files)
+    if problems:
+        _raise_first(problems)
+
+    agents = {
+        name: Agent(name=name, **a.model_dump(exclude={"name"})) for name, a in spec.agents.items()
+    }
+    track = Track(
+        id=spec.track,
+        description=spec.description,
+        max_parallel=spec.max_parallel,
+        agents=agents,
+        tasks=tasks,
+        parallel_groups=[g for g, _ in groups],
+        budget_usd=spec.budget_usd,
+        model=spec.model,
+        permission_mode=spec.permission_mode,
+        setting_sources=spec.setting_sources,
+        templates=spec.templates,
+        shared_files=spec.shared_files,
+        source=source,
+    )
+    track._notes = _agent_notes(track, (doc, task_path))
+    return track
+
+
+def _prepare_track_meta(doc: _Doc, data: dict[str, Any]) -> None:
+    """``track: {id: ..., description: ...}`` is the same as ``track: id`` + ``description:``."""
+    meta = data.get("track")
+    if not isinstance(meta, dict):
+        if "track" not in data:
+            raise doc.error((), "missing `track:` (the track's id, e.g. `track: auth-refactor`)")
+        return
+    parsed = _validate(doc, _TrackMeta, meta, ("track",))
+    data["track"] = parsed.id
+    if parsed.description is not None:
+        if "description" in data:
+            raise doc.error(
+                ("description",), "the description is given twice (also under `track:`)"
+            )
+        data["description"] = parsed.description
+
+
+def _prepare_agents(doc: _Doc, data: dict[str, Any]) -> None:
+    """``agents:`` as a list of ``{name: ..., ...}`` is the same as a mapping by name."""
+    agents = data.get("agents")
+    if agents is None:
+        data.pop("agents", None)
+        return
+    if not isinstance(agents, list):
+        return
+    by_name: dict[str, Any] = {}
+    names: dict[int, str] = {}
+    for i, item in enumerate(agents):
+        path = ("agents", i)
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise doc.error(path, "each agent in a list needs a `name:`")
+        name = item["name"]
+        if name in by_name:
+            first = doc.line(("agents", list(by_name).index(name)))
+            raise doc.error((*path, "name"), f"duplicate agent {name!r} (first at line {first})")
+        by_name[name], names[i] = item, name
+    for key, line in list(doc.lines.items()):  # errors about agents.<name>... keep their lines
+        if len(key) >= 2 and key[0] == "agents" and isinstance(key[1], int) and key[1] in names:
+            doc.lines.setdefault(("agents", names[key[1]], *key[2:]), line)
+    data["agents"] = by_name
+
+
+def _apply_defaults(task: Task, defaults: _Defaults) -> Task:
+    update = {
+        name: getattr(defaults, name)
+        for name in _DEFAULTABLE
+        if name not in task.model_fields_set and getattr(defaults, name) is not None
+    }
+    return task.model_copy(update=update) if update else task
+
+
+def _raise_first(problems: list[TrackError]) -> None:
+    problems.sort(key=lambda e: e.line or 0)
+    first = problems[0]
+    if len(problems) > 1:
+        more = len(problems) - 1
+        first.message += f" (and {more} more problem{'s' if more > 1 else ''})"
+        first.args = (first.message,)
+    raise first
+
+
+# --------------------------------------------------------------------------- schema errors
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _validate(doc: _Doc, model: type[_M], data: Any, prefix: DocPath) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [_schema_problem(doc, model, err, prefix) for err in exc.errors()]
+        _raise_first(problems)
+        raise AssertionError("unreachable") from None
+
+
+def _schema_problem(doc: _Doc, model: type[BaseModel], err: Any, prefix: DocPath) -> TrackError:
+    loc: DocPath = tuple(p for p in err["loc"] if p != "[key]")
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        name = str(loc[-1])
+        target = _model_at(model, loc[:-1])
+        allowed = list(target.model_fields) if target is not None else []
+        hint = _suggest(name, allowed)
+        listed = f"; allowed: {', '.join(allowed)}" if allowed else ""
+        return doc.error((*prefix, *loc), f"unknown field {name!r}{hint}{listed}")
+    if kind == "missing":
+        parent = (*prefix, *loc[:-1])
+        return doc.error(parent, f"missing required field {loc[-1]!r}")
+    message = str(err["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        message = f"expected a mapping of fields, got {_describe(value)}"
+    elif kind == "list_type":
+        message = f"expected a list, got {_describe(value)}"
+    elif kind != "value_error":
+        message = f"{message}, got {_describe(value)}"
+    return doc.error((*prefix, *loc), message)
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin is Union or origin is types.UnionType:
+            options = [a for a in get_args(annotation) if a is not type(None)]
+            models = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+            if models:
+                annotation = models[0]
+            elif len(options) == 1:
+                annotation = options[0]
+            else:
+                return annotation
+        else:
+            return annotation
+
+
+def _model_at(root: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model class that validates the value at ``loc`` under ``root``."""
+    annotation: Any = root
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif get_origin(annotation) is list and isinstance(part, int):
+            annotation = get_args(annotation)[0]
+        elif get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+        else:
+            return None
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+# --------------------------------------------------------------------------- graph checks
+
+_Problem = tuple[int, DocPath, str, DocPath, int | None]
+"""(task index, field under the task, message, where to take the line from, other task index)."""
+
+
+def _graph_problems(tasks: Sequence[Task]) -> list[_Problem]:
+    """Duplicate ids, unknown or self dependencies, and (if none of those) one cycle."""
+    problems: list[_Problem] = []
+    first: dict[str, int] = {}
+    for index, task in enumerate(tasks):
+        if task.id in first:
+            message = f"duplicate task id {task.id!r}"
+            problems.append((index, ("id",), message, ("id",), first[task.id]))
+        else:
+            first[task.id] = index
+    for index, task in enumerate(tasks):
+        for j, dep in enumerate(task.depends_on):
+            if dep == task.id:
+                message = f"task {dep!r} depends on itself"
+                problems.append((index, ("depends_on",), message, ("depends_on", j), None))
+            elif dep not in first:
+                message = f"unknown task {dep!r}{_suggest(dep, first)}"
+                problems.append((index, ("depends_on",), message, ("depends_on", j), None))
+    if problems:
+        return problems
+    cycle = _find_cycle(tasks)
+    if cycle:
+        order = {t.id: i for i, t in enumerate(tasks)}
+        index = order[cycle[0]]
+        j = tasks[index].depends_on.index(cycle[1])
+        text = " -> ".join([*cycle, cycle[0]])
+        message = f"dependency cycle: {text} (each task depends on the next)"
+        problems.append((index, ("depends_on",), message, ("depends_on", j), None))
+    return problems
+
+
+def _find_cycle(tasks: Sequence[Task]) -> list[str] | None:
+    """One dependency cycle ``[a, b, c]`` (a depends on b, b on c, c on a), or None.
+
+    Iterative depth-first search; the cycle is rotated to start at its first task in file order.
+    """
+    deps = {t.id: t.depends_on for t in tasks}
+    order = {t.id: i for i, t in enumerate(tasks)}
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    for root in deps:
+        if root in state:
+            continue
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(deps[root]))]
+        state[root] = 1
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                mark = state.get(child)
+                if mark == 1:
+                    path = [n for n, _ in stack]
+                    cycle = path[path.index(child) :]
+                    start = min(range(len(cycle)), key=lambda i: order[cycle[i]])
+                    return cycle[start:] + cycle[:start]
+                if mark is None and child in deps:
+                    state[child] = 1
+                    stack.append((child, iter(deps[child])))
+                    break
+            else:
+                state[node] = 2
+                stack.pop()
+    return None
+
+
+def _group_problems(
+    doc: _Doc,
+    tasks: Sequence[Task],
+    task_path: DocPath,
+    groups: Sequence[tuple[ParallelGroup, DocPath]],
+    shared_files: Sequence[str],
+) -> list[TrackError]:
+    """Parallel groups that contradict the DAG or their own ``conflict_free`` claim."""
+    if not groups:
+        return []
+    problems: list[TrackError] = []
+    by_id = {t.id: t for t in tasks}
+    first_group: dict[str, int] = {}
+    for group, path in groups:
+        line = doc.line((*path, "id")) or 0
+        if group.id in first_group:
+            message = f"duplicate group id {group.id!r} (first at line {first_group[group.id]})"
+            problems.append(doc.error((*path, "id"), message))
+        first_group.setdefault(group.id, line)
+        for j, tid in enumerate(group.tasks):
+            if tid not in by_id:
+                problems.append(
+                    doc.error(
+                        (*path, "tasks"),
+                        f"group {group.id!r} names unknown task {tid!r}{_suggest(tid, by_id)}",
+                        at=(*path, "tasks", j),
+                    )
+                )
+    if problems:
+        return problems
+
+    # Ancestors among grouped tasks, as bitsets, computed once in topological (file-safe) order.
+    members = list(dict.fromkeys(tid for g, _ in groups for tid in g.tasks))
+    bit = {tid: 1 << i for i, tid in enumerate(members)}
+    reach: dict[str, int] = {}
+    for tid in _topological(tasks):
+        mask = 0
+        for dep in by_id[tid].depends_on:
+            mask |= reach[dep] | bit.get(dep, 0)
+        reach[tid] = mask
+    for group, path in groups:
+        group_mask = 0
+        for tid in group.tasks:
+            group_mask |= bit[tid]
+        for tid in group.tasks:
+            hit = reach[tid] & group_mask
+            if hit:
+                other = members[(hit & -hit).bit_length() - 1]
+                problems.append(
+                    doc.error(
+                        (*path, "tasks"),
+                        f"group {group.id!r} lists {tid!r} and {other!r}, but {tid!r} depends on"
+                        f" {other!r}, so they cannot run in parallel",
+                    )
+                )
+                break
+        if group.conflict_free:
+            shared = [*group.shared_resources, *shared_files]
+            items = [(tid, by_id[tid].files) for tid in dict.fromkeys(group.tasks)]
+            for a, b, overlap in overlapping_pairs(items, shared):
+                problems.append(
+                    doc.error(
+                        (*path, "conflict_free"),
+                        f"group {group.id!r} is conflict_free but {a!r} and {b!r} both change"
+                        f" {', '.join(overlap)}; list it in shared_resources or drop conflict_free",
+                    )
+                )
+                break
+    return problems
+
+
+def _topological(tasks: Sequence[Task]) -> list[str]:
+    """Task ids so that every task comes after its dependencies (the graph is acyclic)."""
+    pending = {t.id: len(t.depends_on) for t in tasks}
+    dependents: dict[str, list[str]] = {t.id: [] for t in tasks}
+    for t in tasks:
+        for dep in t.depends_on:
+            dependents[dep].append(t.id)
+    ready = deque(t.id for t in tasks if not t.depends_on)
+    out: list[str] = []
+    while ready:
+        tid = ready.popleft()
+        out.append(tid)
+        for child in dependents[tid]:
+            pending[child] -= 1
+            if pending[child] == 0:
+                ready.append(child)
+    return out
+
+
+def _agent_notes(track: Track, where: tuple[_Doc, DocPath] | None) -> list[str]:
+    """One note per agent name that tasks use but the track does not define."""
+    users: dict[str, list[int]] = {}
+    for index, task in enumerate(track.tasks):
+        if task.agent is not None and task.agent not in track.agents:
+            users.setdefault(task.agent, []).append(index)
+    notes = []
+    for name, indexes in users.items():
+        ids = [track.tasks[i].id for i in indexes]
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        text = (
+            f"agent {name!r} (used by {shown}) is not defined in this track; it will be taken"
+            " from .claude/agents/ or inferred from the task"
+        )
+        if where is not None:
+            doc, task_path = where
+            path = (*task_path, indexes[0], "agent")
+            line = doc.line(path)
+            text = f"{doc.display}:{line}: {_fmt_path(path)}: {text}"
+        notes.append(text)
+    return notes
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _suggest(name: str, choices: Any) -> str:
+    if not isinstance(name, str):
+        return ""
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
