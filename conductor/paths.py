@@ -7,7 +7,7 @@ Layout of ``<repo>/.conductor/<track>/`` (the default state directory)::
     locks/          one JSON record per locked repository path, plus the .guard kernel lock
     run.lock        kernel lock held by the one conductor running this track; run.json says who
     workers/        ephemeral worker directories, one per live attempt
-    logs/           per-attempt logs: logs/<task>/<attempt>.log
+    logs/           per-attempt logs: logs/<task>.<attempt>.log (the worker id)
     cache/          rebuildable summaries (status snapshot); deleting it loses nothing
 
 ``.conductor/`` holds a ``.gitignore`` containing ``*``, so the state is ignored by git

@@ -27,7 +27,9 @@ import heapq
 import os
 import signal
 import socket
+import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +45,7 @@ from conductor.executors.base import AttemptContext, Executor, Outcome
 from conductor.executors.shell import (
     ShellExecutor,
     append_log,
-    reap_leftover,
+    reap_orphans,
     run_command,
     tail,
 )
@@ -147,7 +149,33 @@ def default_executors() -> ExecutorFactory:
 
 async def run_track(track: Track, options: RunOptions | None = None) -> RunResult:
     """Run (or resume) ``track``; raises ``LockHeldError`` if another conductor runs it."""
+    _use_pidfd_child_watcher()
     return await Scheduler(track, options or RunOptions()).run()
+
+
+def _use_pidfd_child_watcher() -> None:
+    """On Python 3.11, wait for children with pidfds instead of a thread per child.
+
+    asyncio's default there (``ThreadedChildWatcher``) starts a thread for every child process;
+    with hundreds of short shell tasks those threads cost more than the tasks. Python 3.12+
+    uses pidfds by default, and this does nothing.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    import asyncio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+        if isinstance(policy.get_child_watcher(), asyncio.PidfdChildWatcher):
+            return
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except OSError:
+            return  # the kernel has no pidfds
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        policy.set_child_watcher(watcher)
 
 
 class Scheduler:
@@ -175,6 +203,7 @@ class Scheduler:
         self.order = {tid: i for i, tid in enumerate(self.tasks)}
         self.live_cost: dict[str, float] = {}
         self.skip_requested: set[str] = set()
+        self.announced_blocked: set[str] = set()
         self.interrupted = False
         self.budget_hit = False
         self._wake = anyio.Event()
@@ -206,15 +235,20 @@ class Scheduler:
     ) -> Message:
         """Post a message and fold it (and anything before it) into the state."""
         msg = self.bus.post(mtype, task=task, worker=worker, attempt=attempt, payload=payload)
-        self.sync()
+        if msg.seq == self.state.last_seq + 1:
+            self._apply(msg)  # nothing came between: no need to read it back
+        else:
+            self.sync()
         return msg
 
     def sync(self) -> None:
         """Apply every message published since the last sync."""
-        callback = self._on_transition if self._tracking else None
         for msg in self.bus.read(after=self.state.last_seq):
-            apply(self.state, msg, callback)
-            self._observe(msg)
+            self._apply(msg)
+
+    def _apply(self, msg: Message) -> None:
+        apply(self.state, msg, self._on_transition if self._tracking else None)
+        self._observe(msg)
 
     def _observe(self, msg: Message) -> None:
         """React to messages that are not plain state: skips of running tasks, live costs."""
@@ -274,7 +308,11 @@ class Scheduler:
 
     def _announce_blocked(self, failed: str) -> None:
         for tid in sorted(self.track.descendants(failed), key=self.order.__getitem__):
-            if self.state.task(tid).status is TaskStatus.PENDING:
+            if (
+                tid not in self.announced_blocked
+                and self.state.task(tid).status is TaskStatus.PENDING
+            ):
+                self.announced_blocked.add(tid)
                 self.bus.post(MessageType.BLOCKED, task=tid, payload={"because": failed})
 
     def spent(self) -> float:
@@ -355,34 +393,37 @@ class Scheduler:
 
     def _recover(self) -> None:
         """Record attempts a dead conductor left in flight; end their orphans; clean up."""
+        orphans = reap_orphans(self.sd.bus)
         for ts in list(self.state.tasks.values()):
             if ts.in_flight is None or ts.status is not TaskStatus.RUNNING:
                 continue
             wid = ts.worker or worker_id(ts.id, ts.in_flight)
-            reaped = self._reap(ts.started, self.sd.workers / wid)
+            reaped = self._reap_session(ts.started)
             self.post(
                 MessageType.WORKER_LOST,
                 task=ts.id,
                 worker=wid,
                 attempt=ts.in_flight,
-                payload={"reason": "the conductor ended while the attempt ran", "reaped": reaped},
+                payload={
+                    "reason": "the conductor ended while the attempt ran",
+                    "reaped": reaped or bool(orphans),
+                },
             )
             self.locks.break_worker(wid, reason=f"worker {wid} was lost")
             remove_worker_dir(self.sd.workers / wid)
+        if orphans:
+            log.warning("ended orphaned worker processes", pids=orphans)
         for leftover in leftover_workers(self.sd.workers):
-            reap_leftover(leftover)
             remove_worker_dir(leftover)
         self.locks.break_dead()
 
-    def _reap(self, started: dict[str, Any] | None, worker_dir: Path) -> bool:
-        reaped = reap_leftover(worker_dir)
-        if started and started.get("cli_pid"):
-            try:
-                from conductor.executors.claude import reap_orphan
-            except ImportError:  # pragma: no cover - the Claude executor ships with the package
-                return reaped
-            reaped = reap_orphan(started) or reaped
-        return reaped
+    def _reap_session(self, started: dict[str, Any] | None) -> bool:
+        """End a Claude CLI recorded in WORKER_STARTED, if it still runs."""
+        if not started or not started.get("cli_pid"):
+            return False
+        from conductor.executors.claude import reap_orphan
+
+        return reap_orphan(started)
 
     def _reset_stale(self) -> None:
         """Reset changed tasks (and downstream), ``--from`` (and downstream), failed tasks."""
@@ -473,7 +514,7 @@ class Scheduler:
             payload={"hash": self.hashes[tid], "name": task.name, "executor": _kind(task)},
         )
         started = time.monotonic()
-        log_path = self.sd.logs / tid / f"{attempt}.log"
+        log_path = self.sd.logs / f"{wid}.log"
         outcome: Outcome | None = None
         try:
             with scope:
@@ -483,7 +524,8 @@ class Scheduler:
             try:
                 self._record(task, attempt, wid, outcome, time.monotonic() - started, log_path)
             finally:
-                self.locks.release_all(wid)
+                if task.files or not task.run:  # shell tasks lock only their declared files
+                    self.locks.release_all(wid)
                 remove_worker_dir(self.sd.workers / wid)
                 self.live_cost.pop(wid, None)
                 del self.running[tid]
@@ -498,7 +540,6 @@ class Scheduler:
             except ConductorError as exc:
                 return Outcome(ok=False, error=f"cannot lock {path}: {exc}")
         worker_dir, token = create_worker_dir(self.sd.workers, task.id, attempt)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
             "CONDUCTOR_TRACK": self.track.id,
             "CONDUCTOR_TASK": task.id,

@@ -4,9 +4,9 @@ A worker is one attempt at one task; its id is ``<task>.<attempt>`` (task ids ne
 ``..`` and attempts are integers, so the id is unambiguous and safe as a path component).
 Its directory ``<state>/workers/<worker_id>/`` exists only while the attempt runs and holds:
 
-- ``worker.json``: task, attempt, pid of the conductor that dispatched it, start time;
-- ``token.sha256``: the hash of the secret handed to the worker in ``CONDUCTOR_WORKER_TOKEN``,
-  which ``conductor bus post`` checks so a worker cannot post as another worker or task;
+- ``worker.json``: task, attempt, pid of the conductor that dispatched it, and the SHA-256 of
+  the secret handed to the worker in ``CONDUCTOR_WORKER_TOKEN``, which ``conductor bus post``
+  checks so a worker cannot post as another worker or task;
 - whatever the executor renders there (a Claude worker's ``SKILL.md``).
 
 Resume removes directories left behind by a killed conductor.
@@ -26,7 +26,6 @@ from pathlib import Path
 from conductor.errors import StateError, UserError
 from conductor.paths import check_name, ensure_dir, refuse_symlink
 
-TOKEN_FILE = "token.sha256"
 RECORD_FILE = "worker.json"
 
 
@@ -64,9 +63,14 @@ def create_worker_dir(workers_root: Path, task_id: str, attempt: int) -> tuple[P
     remove_worker_dir(path)
     path.mkdir(mode=0o700)
     token = secrets.token_hex(16)
-    record = {"worker": wid, "task": task_id, "attempt": attempt, "pid": os.getpid()}
+    record = {
+        "worker": wid,
+        "task": task_id,
+        "attempt": attempt,
+        "pid": os.getpid(),
+        "token_sha256": _hash(token),
+    }
     _write_private(path / RECORD_FILE, json.dumps(record))
-    _write_private(path / TOKEN_FILE, _hash(token))
     return path, token
 
 
@@ -78,6 +82,12 @@ def _write_private(path: Path, text: str) -> None:
 
 def remove_worker_dir(path: Path) -> None:
     """Remove a worker directory (a planted symlink is unlinked, never followed)."""
+    try:
+        os.unlink(path / RECORD_FILE)
+        os.rmdir(path)  # the common case: a shell worker leaves nothing else
+        return
+    except OSError:
+        pass
     if path.is_symlink():
         path.unlink()
     elif path.exists():
@@ -100,11 +110,11 @@ def verify_token(workers_root: Path, wid: str, token: str) -> WorkerRecord:
     path = workers_root / wid
     refuse_symlink(path)
     try:
-        expected = (path / TOKEN_FILE).read_text().strip()
         data = json.loads((path / RECORD_FILE).read_text())
+        expected = str(data["token_sha256"])
     except FileNotFoundError as exc:
         raise UserError(f"worker {wid!r} is not running (no live worker directory)") from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StateError(f"worker {wid!r} has an unreadable record: {exc}", path=path) from exc
     if not token or not hmac.compare_digest(expected, _hash(token)):
         raise UserError(f"the token in CONDUCTOR_WORKER_TOKEN does not belong to worker {wid!r}")

@@ -2,9 +2,15 @@
 
 A command without shell syntax is executed directly (as make does); anything else runs under
 ``/bin/sh -c``. Each child gets its own session (process group) so a timeout or Ctrl-C ends the
-whole tree: SIGTERM to the group, then SIGKILL after a grace period. The child's pid and start
-time go into the worker directory (``pid``) so that a resumed conductor can end a child that
-a killed conductor left behind (``reap_leftover``).
+whole tree: SIGTERM to the group, then SIGKILL after a grace period.
+
+Orphans. Every worker process (and everything it starts) carries ``CONDUCTOR_BUS_DIR`` naming
+its track's bus in its environment. When a conductor is killed with ``kill -9`` its children
+live on; the next conductor of the track, holding the run lock, knows that no worker of the
+track can legitimately be running yet, so ``reap_orphans`` ends every process whose
+environment names this bus — grandchildren that left the process group included. A process
+that scrubs its own environment escapes this; Claude CLI processes are also ended by the pid
+recorded in WORKER_STARTED.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from conductor.executors.base import AttemptContext, Outcome
 _SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[#~=%{}\n")
 TERM_GRACE = 3.0
 """Seconds between SIGTERM and SIGKILL when a command is cancelled."""
-PID_FILE = "pid"
+BUS_ENV = "CONDUCTOR_BUS_DIR"
+"""The environment variable that marks a process as a worker of one track's bus."""
 
 
 def argv_for(command: str) -> list[str] | str:
@@ -69,7 +76,6 @@ async def run_command(
     cwd: Path,
     log_path: Path,
     env: dict[str, str] | None = None,
-    pid_file: Path | None = None,
 ) -> int:
     """Run ``command`` with output appended to ``log_path``; return its exit code.
 
@@ -91,23 +97,12 @@ async def run_command(
         except OSError as exc:
             log.write(f"conductor: cannot start {command!r}: {exc}\n".encode())
             return 127
-    if pid_file is not None:
-        _record_pid(pid_file, process.pid)
     try:
         return await process.wait()
     finally:
         if process.returncode is None:
             with anyio.CancelScope(shield=True):
                 await _terminate_group(process.pid, process)
-
-
-def _record_pid(pid_file: Path, pid: int) -> None:
-    try:
-        start = psutil.Process(pid).create_time()
-    except psutil.Error:
-        start = 0.0
-    with contextlib.suppress(OSError):
-        pid_file.write_text(f"{pid} {start}\n")
 
 
 async def _terminate_group(pgid: int, process: anyio.abc.Process) -> None:
@@ -121,28 +116,33 @@ async def _terminate_group(pgid: int, process: anyio.abc.Process) -> None:
     await process.wait()
 
 
-def reap_leftover(worker_dir: Path) -> bool:
-    """End the process group a killed conductor left running for this worker; True if any."""
-    try:
-        pid_text, start_text = (worker_dir / PID_FILE).read_text().split()
-        pid, start = int(pid_text), float(start_text)
-    except (OSError, ValueError):
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if start and abs(proc.create_time() - start) > 0.01:
-            return False
-    except psutil.Error:
-        return False
+def reap_orphans(bus_dir: Path) -> list[int]:
+    """End every process whose environment says it works for ``bus_dir``; return their pids.
+
+    Call only while holding the track's run lock, before dispatching: then every such
+    process is an orphan of a previous conductor.
+    """
+    target = str(bus_dir)
+    me = os.getpid()
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(BUS_ENV) == target:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue  # gone, a zombie, or not ours to read
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
+        for proc in found:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
         deadline = time.monotonic() + TERM_GRACE
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return True
+        while time.monotonic() < deadline and any(_alive(p.pid) for p in found):
             time.sleep(0.05)
-    return True
+        if not any(_alive(p.pid) for p in found):
+            break
+    return [p.pid for p in found]
 
 
 def _alive(pid: int) -> bool:
@@ -165,7 +165,6 @@ class ShellExecutor:
             cwd=ctx.repo,
             log_path=ctx.log_path,
             env=ctx.env,
-            pid_file=ctx.worker_dir / PID_FILE,
         )
         if code == 0:
             return Outcome(ok=True, exit_code=0)
