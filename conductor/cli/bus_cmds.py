@@ -174,10 +174,17 @@ async def _follow(bus: Bus, cursor: int, as_json: bool) -> None:
     async with BusWatcher(bus) as watcher:
         while True:
             await watcher.wait(cursor)
+            printed = False
             for msg in _after(bus, cursor):
                 click.echo(msg.to_json() if as_json else _line(msg))
                 cursor = msg.seq
-            cursor = max(cursor, bus.last_seq())  # skip trailing holes
+                printed = True
+            if not printed:
+                # Published positions but nothing to read: quarantined holes. Step over them
+                # (reading again after taking last_seq, so no message in between is skipped).
+                last = bus.last_seq()
+                if not bus.read(after=cursor, limit=1):
+                    cursor = max(cursor, last)
 
 
 @bus_group.command("post")
