@@ -15,7 +15,8 @@ without listing the directory; it can always be rebuilt from the directory (see 
 
 Publishing (``Bus.post``). The envelope is serialised outside any lock, all but its leading
 ``{"seq":N``. Then, holding the kernel lock on ``.lock`` (``fcntl.flock`` on a descriptor
-the Bus keeps open, plus a thread lock so threads of one process take turns; a process
+the Bus keeps open, ~0.5 us a round trip, where ``filelock.FileLock`` measured ~70 us as it
+opens the file each time; plus a thread lock so threads of one process take turns; a process
 forked with an open Bus reopens its descriptors, so parent and child never share the lock):
 
 1. find the last published sequence number *n* from the index's last record (below; a
@@ -86,6 +87,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -360,7 +362,7 @@ class Bus:
         self._stale = False
         """True when ``_check_open`` must run: closed, or inherited across ``os.fork``."""
         self._id_prefix = secrets.token_hex(8)
-        self._id_count = 0
+        self._id_count = itertools.count(1)
         """Message ids are 32 hex digits: 64 random bits of this Bus (and process), a counter."""
         _OPEN_BUSES.add(self)
         self._verified = False
@@ -494,8 +496,7 @@ class Bus:
             payload_json, published = "{}", {}
         else:
             raise UserError(f"payload must be a JSON object, not {type_of(payload).__name__}")
-        self._id_count += 1
-        msg_id = f"{self._id_prefix}{self._id_count:016x}"
+        msg_id = f"{self._id_prefix}{next(self._id_count):016x}"  # next() is thread-safe
         ts = datetime.now(UTC)
         # Message.to_json() + "\n" without its leading '{"seq":N', which is known under the lock.
         try:
@@ -650,7 +651,7 @@ class Bus:
         return n
 
     def _verify_locked(self) -> int:
-        """Check the index against the directory (once per instance); return the last seq."""
+        """Check the index against the directory, rebuilding it if behind; return the last seq."""
         self._clean_tmp_locked()
         size = os.fstat(self._ifd).st_size
         if size % _W:

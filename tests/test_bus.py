@@ -180,6 +180,7 @@ def test_threads_share_one_bus(tmp_path: Path) -> None:
             t.join()
         msgs = bus.read()
         assert [m.seq for m in msgs] == list(range(1, 801))
+        assert len({m.id for m in msgs}) == 800
         for k in range(8):
             assert [m.payload["i"] for m in msgs if m.worker == f"w{k}"] == list(range(100))
 

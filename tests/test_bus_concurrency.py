@@ -99,6 +99,7 @@ def test_16_processes_1000_posts_each_with_live_reader(tmp_path: Path) -> None:
         msgs = list(bus.iter_all())
         assert bus.last_seq() == total
     assert [m.seq for m in msgs] == list(range(1, total + 1))
+    assert len({m.id for m in msgs}) == total
     seen: dict[str, list[int]] = {}
     for m in msgs:
         seen.setdefault(m.payload["w"], []).append(m.payload["i"])
