@@ -24,6 +24,7 @@ import re
 import types
 from collections import deque
 from collections.abc import Iterator, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -358,7 +359,8 @@ class Track(_Model):
         dependents: dict[str, list[str]] = {t.id: [] for t in self.tasks}
         for task in self.tasks:
             for dep in task.depends_on:
-                dependents[dep].append(task.id)
+                if dep in dependents:  # unknown ones are refused by the validator
+                    dependents[dep].append(task.id)
         self._dependents = dependents
 
     def task(self, task_id: str) -> Task:
@@ -570,13 +572,15 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG:
             return node.value
         value = self.construct(node, path)
+        if isinstance(value, bytes | bytearray):
+            raise self.fail(node, "binary values (!!binary) are not supported here", path)
         if (
             isinstance(node, yaml.ScalarNode)
-            and isinstance(value, int | float)
+            and isinstance(value, int | float | date)
             and not isinstance(value, bool)
             and _wants_text(path)
         ):
-            return node.value
+            return node.value  # `id: 1.10` means the text 1.10, `track: 2024-01-01` the text
         return value
 
     def construct(self, node: yaml.Node, path: DocPath) -> Any:
@@ -703,6 +707,9 @@ def _parse(text: str, source: Path | None, display: Path) -> Track:
             (), f"the top level must be a mapping with `track:` and `tasks:`, not {_describe(data)}"
         )
     data = dict(data)
+    for section in _OPTIONAL_SECTIONS:  # `agents:` with everything commented out is empty
+        if section in data and data[section] is None:
+            del data[section]
     _prepare_track_meta(doc, data)
     _prepare_agents(doc, data)
     if "tasks" in data and "dag" in data:
@@ -771,6 +778,16 @@ def _parse(text: str, source: Path | None, display: Path) -> Track:
     return track
 
 
+_OPTIONAL_SECTIONS = (
+    "description",
+    "defaults",
+    "agents",
+    "parallel_groups",
+    "setting_sources",
+    "shared_files",
+)
+
+
 def _prepare_track_meta(doc: _Doc, data: dict[str, Any]) -> None:
     """``track: {id: ..., description: ...}`` is the same as ``track: id`` + ``description:``."""
     meta = data.get("track")
@@ -791,9 +808,6 @@ def _prepare_track_meta(doc: _Doc, data: dict[str, Any]) -> None:
 def _prepare_agents(doc: _Doc, data: dict[str, Any]) -> None:
     """``agents:`` as a list of ``{name: ..., ...}`` is the same as a mapping by name."""
     agents = data.get("agents")
-    if agents is None:
-        data.pop("agents", None)
-        return
     if not isinstance(agents, list):
         return
     by_name: dict[str, Any] = {}
@@ -1114,5 +1128,7 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, date):
+        return f"the date {value.isoformat()} (quote it to make it text)"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
