@@ -720,15 +720,23 @@ class Scheduler:
             for tid in by.get(TaskStatus.FAILED, [])
         }
         status: RunStatus
+        unfinished = len(by.get(TaskStatus.COMPLETE, [])) + len(
+            by.get(TaskStatus.SKIPPED, [])
+        ) < len(view)
+        left = self._budget_left()
+        if unfinished and left is not None and left <= 0 and not self.budget_hit:
+            self.budget_hit = True
+            self.post(
+                MessageType.BUDGET_EXCEEDED,
+                payload={"budget_usd": self.track.budget_usd, "spent_usd": self.spent()},
+            )
         if self.interrupted:
             status = "interrupted"
             end = MessageType.TRACK_INTERRUPTED
-        elif len(by.get(TaskStatus.COMPLETE, [])) + len(by.get(TaskStatus.SKIPPED, [])) == len(
-            view
-        ):
+        elif not unfinished:
             status = "complete"
             end = MessageType.TRACK_COMPLETE
-        elif self.budget_hit and not failed:
+        elif self.budget_hit:
             status = "budget"
             end = MessageType.TRACK_FAILED
         else:
