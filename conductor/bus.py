@@ -141,9 +141,28 @@ _READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _NAME_RE: Final = re.compile(rb"^(\d{9})\.([A-Z][A-Z0-9_]{0,31})\.(.+)\.(\d+|-)\.json$", re.S)
 _SPACES: Final = b" " * _W
-_encode: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_JSON: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+# One C encoder made once (JSONEncoder.encode builds one per call). Without a markers dict a
+# cyclic payload ends in RecursionError instead of ValueError; post refuses both.
+_c_encode = (
+    _c_make_encoder(
+        None, _JSON.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if _c_make_encoder is not None
+    else None
+)
+
+
+def _encode(value: Any) -> str:
+    """Compact JSON, non-ASCII text kept as is, NaN and infinities refused."""
+    if _c_encode is None:  # pragma: no cover - CPython has the C encoder
+        return _JSON.encode(value)
+    return "".join(_c_encode(value, 0))
+
+
 _decode: Final = json.JSONDecoder().decode
-type_of = type
+_type_of = type
 """``type`` is shadowed by ``Bus.post``'s parameter of that name; this keeps the builtin."""
 
 
@@ -485,7 +504,7 @@ class Bus:
         mtype, before_ts, after_ts, tail = fixed
         if payload:
             if not isinstance(payload, dict):
-                raise UserError(f"payload must be a JSON object, not {type_of(payload).__name__}")
+                raise UserError(f"payload must be a JSON object, not {_type_of(payload).__name__}")
             try:
                 payload_json = _encode(payload)
             except (TypeError, ValueError, RecursionError) as exc:
@@ -495,7 +514,7 @@ class Bus:
         elif payload is None or isinstance(payload, dict):
             payload_json, published = "{}", {}
         else:
-            raise UserError(f"payload must be a JSON object, not {type_of(payload).__name__}")
+            raise UserError(f"payload must be a JSON object, not {_type_of(payload).__name__}")
         msg_id = f"{self._id_prefix}{next(self._id_count):016x}"  # next() is thread-safe
         ts = datetime.now(UTC)
         # Message.to_json() + "\n" without its leading '{"seq":N', which is known under the lock.

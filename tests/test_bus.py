@@ -271,6 +271,16 @@ def test_bad_fields_are_user_errors(tmp_path: Path, kw: dict[str, Any], match: s
         assert bus.last_seq() == 0
 
 
+def test_cyclic_payload_is_user_error(tmp_path: Path) -> None:
+    """A payload that contains itself is refused, not a crash."""
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    with make_bus(tmp_path) as bus:
+        with pytest.raises(UserError, match="not JSON"):
+            bus.post("NOTE", payload=cyclic)
+        assert bus.last_seq() == 0
+
+
 def test_bad_track_id_is_user_error(tmp_path: Path) -> None:
     """The track id must be a safe name."""
     with pytest.raises(UserError, match="track id"):
