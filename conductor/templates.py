@@ -689,20 +689,32 @@ def check_templates(track: TrackSpec, repo: Path) -> None:
     templates = TemplateSet(repo, track)
     templates.check()
     agents = AgentRegistry(track, repo)
-    bus_dir = StateDir.for_track(repo, track.id).bus
     for task in track.tasks:
-        if task.run:
-            continue
-        agent = agents.resolve(task)
-        templates.render(
-            track=track,
-            task=task,
-            agent=agent,
-            attempt=task.max_attempts or 1,
-            worker_id=f"{task.id}.1",
-            feedback=STAND_IN_FEEDBACK,
-            bus_dir=bus_dir,
-        )
+        if not task.run:
+            preview_worker(track, task, repo, templates=templates, agents=agents)
+
+
+def preview_worker(
+    track: TrackSpec,
+    task: TaskSpec,
+    repo: Path,
+    *,
+    feedback: str | None = None,
+    templates: TemplateSet | None = None,
+    agents: AgentRegistry | None = None,
+) -> RenderedWorker:
+    """Render the first attempt's worker of ``task`` as a run would (``plan --show-prompt``)."""
+    templates = templates if templates is not None else TemplateSet(repo, track)
+    agents = agents if agents is not None else AgentRegistry(track, repo)
+    return templates.render(
+        track=track,
+        task=task,
+        agent=agents.resolve(task),
+        attempt=1,
+        worker_id=f"{task.id}.1",
+        feedback=feedback if feedback is not None else STAND_IN_FEEDBACK,
+        bus_dir=StateDir.for_track(repo, track.id).bus,
+    )
 
 
 def write_skill(worker_dir: Path, rendered: RenderedWorker) -> Path:

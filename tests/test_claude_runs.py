@@ -91,7 +91,7 @@ def test_verify_failure_is_fed_back_to_the_next_attempt(repo: Path, tmp_path: Pa
     }
     env = setup(repo, tmp_path, track, script)
     proc = conductor(repo, env, "run", "track.yaml")
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()[-3000:]
     assert (repo / "hello.txt").read_text() == "hello\n"
     starts = [e for e in read_fake_log(tmp_path / "fake.jsonl") if e.get("event") == "start"]

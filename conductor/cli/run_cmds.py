@@ -16,6 +16,7 @@ from conductor.errors import UserError
 from conductor.paths import StateDir
 from conductor.scheduler import RunOptions, RunResult, run_track
 from conductor.state import TaskStatus, load_state, save_cache
+from conductor.templates import check_templates
 from conductor.track import load_track
 
 
@@ -90,6 +91,8 @@ def _run(
     track = load_track(track_file)
     if from_task is not None:
         track.task(from_task)  # unknown task: a clear error before anything starts
+    if any(not task.run for task in track.tasks):
+        check_templates(track, repo)  # a bad template or agent fails before anything runs
     options = RunOptions(
         repo=repo,
         state_root=state_dir,

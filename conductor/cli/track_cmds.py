@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from conductor.cli.app import handle_errors, main
-from conductor.errors import TrackError
+from conductor.cli.app import handle_errors, main, repo_option
+from conductor.errors import ConductorError
 from conductor.plan import make_plan, render_dot, render_json, render_mermaid, render_text
+from conductor.templates import check_templates, preview_worker
 from conductor.track import load_track
 
 _TRACK_ARG = click.argument("track", type=click.Path(path_type=Path, dir_okay=True))
@@ -18,9 +19,11 @@ _TRACK_ARG = click.argument("track", type=click.Path(path_type=Path, dir_okay=Tr
 @main.command()
 @_TRACK_ARG
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@repo_option
 @handle_errors
-def validate(track: Path, as_json: bool) -> None:
-    """Check a track file: YAML syntax, fields, dependencies, cycles, parallel groups.
+def validate(track: Path, as_json: bool, repo: Path) -> None:
+    """Check a track file: YAML syntax, fields, dependencies, cycles, parallel groups,
+    and the worker templates and agents its Claude tasks will use.
 
     TRACK is a track YAML file, or a directory holding track.yaml. Prints `ok: ...` and
     exits 0 when the track is valid; otherwise prints the file, line and field of the
@@ -29,7 +32,8 @@ def validate(track: Path, as_json: bool) -> None:
     """
     try:
         loaded = load_track(track)
-    except TrackError as exc:
+        check_templates(loaded, repo)
+    except ConductorError as exc:
         if as_json:
             click.echo(json.dumps({"ok": False, "error": str(exc), "line": exc.line}))
         raise
@@ -71,8 +75,16 @@ _RENDERERS = {
     show_default=True,
     help="text for people, dot for Graphviz, mermaid for Markdown, json for tools.",
 )
+@click.option(
+    "--show-prompt",
+    "show_prompt",
+    metavar="TASK",
+    default=None,
+    help="Print the system prompt (SKILL.md) and user prompt TASK's worker would get.",
+)
+@repo_option
 @handle_errors
-def plan(track: Path, fmt: str) -> None:
+def plan(track: Path, fmt: str, show_prompt: str | None, repo: Path) -> None:
     """Show how a track would run, without running anything.
 
     Lists the parallel levels (tasks in one level do not depend on each other), the
@@ -80,4 +92,17 @@ def plan(track: Path, fmt: str) -> None:
     their files overlap. Pipe `--format dot` into `dot -Tsvg` to draw the graph.
     """
     loaded = load_track(track)
+    if show_prompt is not None:
+        task = loaded.task(show_prompt)
+        if task.run:
+            click.echo(f"task {task.id} runs a shell command, not a Claude session:\n{task.run}")
+            return
+        from conductor.executors.claude import user_prompt
+
+        rendered = preview_worker(loaded, task, repo, feedback="")
+        click.echo(f"# {rendered.path} (template {rendered.template})", err=True)
+        click.echo(rendered.text.rstrip("\n"))
+        click.echo("\n--- user prompt ---")
+        click.echo(user_prompt(task.id, task.name))
+        return
     click.echo(_RENDERERS[fmt](loaded, make_plan(loaded)), nl=False)

@@ -602,13 +602,7 @@ class ClaudeExecutor:
 
     def prompt_for(self, ctx: AttemptContext) -> str:
         """The user prompt of the session."""
-        name = getattr(ctx.task, "name", None) or ctx.task.id
-        return (
-            f"Carry out task {ctx.task.id} ({name}) as your system prompt describes, in this "
-            f"repository. When it is done, call mcp__{SERVER_KEY}__report_complete with a "
-            f"summary and the files you changed; if you cannot do it, call "
-            f"mcp__{SERVER_KEY}__report_failed with the reason."
-        )
+        return user_prompt(ctx.task.id, getattr(ctx.task, "name", None))
 
     def _env(self, ctx: AttemptContext) -> dict[str, str]:
         config_dir = ctx.worker_dir / "claude-config"
@@ -893,6 +887,16 @@ def _env_number(env: Mapping[str, str], name: str, kind: type[float] | type[int]
     if value < 0:
         raise UserError(f"{name}={raw!r} must not be negative")
     return value
+
+
+def user_prompt(task_id: str, name: str | None = None) -> str:
+    """The user prompt every worker session gets; the system prompt carries the task."""
+    return (
+        f"Carry out task {task_id} ({name or task_id}) as your system prompt describes, in this "
+        f"repository. When it is done, call mcp__{SERVER_KEY}__report_complete with a "
+        f"summary and the files you changed; if you cannot do it, call "
+        f"mcp__{SERVER_KEY}__report_failed with the reason."
+    )
 
 
 def claude_executor_from_env(environ: Mapping[str, str] | None = None) -> ClaudeExecutor:
