@@ -158,3 +158,67 @@ def test_plan_rejects_unknown_format() -> None:
     result = CliRunner().invoke(main, ["plan", str(HELLO), "--format", "svg"])
     assert result.exit_code == 2
     assert "svg" in result.output
+
+
+# --- worker templates seen through validate / plan --show-prompt --------------------------
+
+CLAUDE_TRACK = """\
+track: prompts
+tasks:
+  - id: api
+    name: Build the API
+    type: code
+    files: [src/api.py]
+    acceptance: [GET /health returns 200]
+    verify: ["python -m pytest -q tests/test_api.py"]
+"""
+
+
+def test_validate_reports_a_bad_repo_template(tmp_path: Path) -> None:
+    """validate renders every Claude task's worker: a repo template with an unknown
+    placeholder fails with its file and line, exit 2."""
+    from click.testing import CliRunner
+
+    from conductor.cli import main
+
+    (tmp_path / "track.yaml").write_text(CLAUDE_TRACK)
+    (tmp_path / "worker_templates").mkdir()
+    (tmp_path / "worker_templates" / "code-worker.md").write_text(
+        "---\nname: code-worker\ndescription: x\nlifecycle: ephemeral\nspecialization: code\n"
+        "tools: [Read]\nmodel: null\n---\n\nDo {task_id}.\nThen {no_such_thing}.\n"
+    )
+    result = CliRunner().invoke(
+        main,
+        ["validate", str(tmp_path / "track.yaml"), "--repo", str(tmp_path)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 2
+    assert "code-worker.md:11" in result.output and "no_such_thing" in result.output
+
+
+def test_plan_show_prompt_prints_both_prompts(tmp_path: Path) -> None:
+    """plan --show-prompt TASK prints the rendered SKILL.md and the user prompt, runs nothing."""
+    from click.testing import CliRunner
+
+    from conductor.cli import main
+
+    (tmp_path / "track.yaml").write_text(CLAUDE_TRACK)
+    result = CliRunner().invoke(
+        main,
+        ["plan", str(tmp_path / "track.yaml"), "--show-prompt", "api", "--repo", str(tmp_path)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("---\nname: code-worker")
+    assert "code-worker.md" in result.stderr
+    assert "Build the API" in out and "src/api.py" in out and "GET /health returns 200" in out
+    assert "{" + "task_id}" not in out
+    assert "--- user prompt ---\nCarry out task api (Build the API)" in out
+    assert not (tmp_path / ".conductor").exists()
+    missing = CliRunner().invoke(
+        main,
+        ["plan", str(tmp_path / "track.yaml"), "--show-prompt", "nope"],
+        catch_exceptions=False,
+    )
+    assert missing.exit_code == 2 and "nope" in missing.output
