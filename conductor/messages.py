@@ -67,7 +67,7 @@ class Message:
     seq: int
     """Position in the bus, from 1, gapless."""
     id: str
-    """A unique id (uuid4 hex)."""
+    """A unique id: 32 hex digits (random per writer, then a counter)."""
     type: str
     """A ``MessageType`` value or another UPPER_SNAKE name."""
     ts: datetime
