@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conductor.errors import StateError, UserError
-from conductor.paths import check_name, ensure_dir, refuse_symlink
+from conductor.paths import check_name, refuse_symlink
 
 RECORD_FILE = "worker.json"
 
@@ -53,15 +53,17 @@ def _hash(token: str) -> str:
 
 
 def create_worker_dir(workers_root: Path, task_id: str, attempt: int) -> tuple[Path, str]:
-    """Make a fresh worker directory; return it and the worker's secret token.
-
-    A leftover directory of the same worker (from a killed conductor) is replaced.
+    """Make a fresh worker directory under an existing ``workers_root``; return it and the
+    worker's secret token. A leftover directory of the same worker (from a killed conductor)
+    is replaced.
     """
     wid = check_name(worker_id(task_id, attempt), "worker id")
-    ensure_dir(workers_root)
     path = workers_root / wid
-    remove_worker_dir(path)
-    path.mkdir(mode=0o700)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        remove_worker_dir(path)
+        os.mkdir(path, 0o700)
     token = secrets.token_hex(16)
     record = {
         "worker": wid,
@@ -76,8 +78,10 @@ def create_worker_dir(workers_root: Path, task_id: str, attempt: int) -> tuple[P
 
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def remove_worker_dir(path: Path) -> None:

@@ -20,6 +20,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -83,6 +84,8 @@ async def run_command(
     """
     full_env = {**os.environ, **(env or {})}
     argv = argv_for(command)
+    if _HAVE_PIDFD:
+        return await _run_spawned(argv, command, cwd=cwd, log_path=log_path, env=full_env)
     with open_log(log_path) as log:
         try:
             process = await anyio.open_process(
@@ -103,6 +106,75 @@ async def run_command(
         if process.returncode is None:
             with anyio.CancelScope(shield=True):
                 await _terminate_group(process.pid, process)
+
+
+def _pidfd_works() -> bool:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+_HAVE_PIDFD = sys.platform == "linux" and _pidfd_works()
+"""Linux with pidfds: spawn with posix_spawn and wait on a pidfd (no thread, no transport)."""
+
+
+async def _run_spawned(
+    argv: list[str] | str, command: str, *, cwd: Path, log_path: Path, env: dict[str, str]
+) -> int:
+    """posix_spawn in a new session, stdout/stderr to the log; wait on a pidfd.
+
+    posix_spawn has no working-directory argument here, so a command for another directory
+    goes through ``sh -c 'cd DIR && exec ...'``.
+    """
+    args = _argv_in(cwd, argv)
+    with open_log(log_path) as log:
+        try:
+            pid = os.posix_spawnp(  # noqa: ASYNC221 - returns once the child exists; no wait
+                args[0],
+                args,
+                env,
+                setsid=True,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+                    (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+                ],
+            )
+        except OSError as exc:
+            log.write(f"conductor: cannot start {command!r}: {exc}\n".encode())
+            return 127
+    pidfd = os.pidfd_open(pid)
+    try:
+        await anyio.wait_readable(pidfd)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await _end_spawned(pid, pidfd)
+        raise
+    finally:
+        os.close(pidfd)
+    _, status = os.waitpid(pid, 0)  # noqa: ASYNC222 - the pidfd said it exited: no wait
+    return os.waitstatus_to_exitcode(status)
+
+
+def _argv_in(cwd: Path, argv: list[str] | str) -> list[str]:
+    args = ["/bin/sh", "-c", argv] if isinstance(argv, str) else argv
+    if os.path.realpath(cwd) == os.getcwd():
+        return args
+    return ["/bin/sh", "-c", 'cd -- "$0" && exec "$@"', str(cwd), *args]
+
+
+async def _end_spawned(pid: int, pidfd: int) -> None:
+    """SIGTERM the group, SIGKILL after the grace period, reap the child."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        with anyio.move_on_after(TERM_GRACE):
+            await anyio.wait_readable(pidfd)
+            break
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)  # noqa: ASYNC222 - exited (pidfd readable) or SIGKILLed: quick
 
 
 async def _terminate_group(pgid: int, process: anyio.abc.Process) -> None:
