@@ -480,11 +480,14 @@ class Scheduler:
         return False
 
     async def _watch(self, watcher: BusWatcher) -> None:
+        """Wake the loop when the bus holds messages it has not applied (another process's,
+        or an executor's); the scheduler's own posts are applied as it writes them."""
         seen = self.bus.last_seq()
         while True:
             await watcher.wait(seen)
             seen = self.bus.last_seq()
-            self.kick()
+            if seen > self.state.last_seq:
+                self.kick()
 
     async def _signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
