@@ -63,7 +63,13 @@ from conductor.state import (
 )
 from conductor.track import Task, Track
 from conductor.watch import BusWatcher
-from conductor.workers import create_worker_dir, leftover_workers, remove_worker_dir, worker_id
+from conductor.workers import (
+    create_worker_dir,
+    leftover_workers,
+    new_secret,
+    remove_worker_dir,
+    worker_id,
+)
 
 log = structlog.get_logger("conductor.scheduler")
 
@@ -209,6 +215,7 @@ class Scheduler:
         self._wake = anyio.Event()
         self._tracking = False
         self._announced_wait = False
+        self.secret = ""
         self._bus: Bus | None = None
         self._locks: PathLocks | None = None
 
@@ -379,6 +386,7 @@ class Scheduler:
                     },
                 )
                 self._recover()
+                self.secret = new_secret(self.sd.workers)
                 self._reset_stale()
                 self._init_readiness()
                 await self._loop()
@@ -542,7 +550,7 @@ class Scheduler:
                 self.locks.acquire(path, worker=wid, task=task.id, attempt=attempt)
             except ConductorError as exc:
                 return Outcome(ok=False, error=f"cannot lock {path}: {exc}")
-        worker_dir, token = create_worker_dir(self.sd.workers, task.id, attempt)
+        worker_dir, token = create_worker_dir(self.sd.workers, task.id, attempt, self.secret)
         env = {
             "CONDUCTOR_TRACK": self.track.id,
             "CONDUCTOR_TASK": task.id,

@@ -2,14 +2,16 @@
 
 A worker is one attempt at one task; its id is ``<task>.<attempt>`` (task ids never contain
 ``..`` and attempts are integers, so the id is unambiguous and safe as a path component).
-Its directory ``<state>/workers/<worker_id>/`` exists only while the attempt runs and holds:
+Its directory ``<state>/workers/<worker_id>/`` exists only while the attempt runs and holds
+whatever the executor renders there (a Claude worker's ``SKILL.md``); a shell worker's is
+empty. Resume removes directories left behind by a killed conductor.
 
-- ``worker.json``: task, attempt, pid of the conductor that dispatched it, and the SHA-256 of
-  the secret handed to the worker in ``CONDUCTOR_WORKER_TOKEN``, which ``conductor bus post``
-  checks so a worker cannot post as another worker or task;
-- whatever the executor renders there (a Claude worker's ``SKILL.md``).
-
-Resume removes directories left behind by a killed conductor.
+Tokens. Each run writes a fresh secret to ``<state>/workers/.secret`` (mode 0600, with the
+conductor's pid). A worker's token, handed to it in ``CONDUCTOR_WORKER_TOKEN``, is the
+HMAC-SHA256 of its worker id under that secret. ``conductor bus post`` recomputes it, so a
+token for one worker cannot post as another worker or for another task, a token from an
+earlier run is void, and a worker whose directory is gone (its attempt ended) cannot post.
+Creating a worker costs one ``mkdir``, which matters with thousands of short tasks.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from conductor.errors import StateError, UserError
 from conductor.paths import check_name, refuse_symlink
 
-RECORD_FILE = "worker.json"
+SECRET_FILE = ".secret"
 
 
 def worker_id(task_id: str, attempt: int) -> str:
@@ -36,7 +38,7 @@ def worker_id(task_id: str, attempt: int) -> str:
 
 @dataclass(frozen=True)
 class WorkerRecord:
-    """What ``worker.json`` says about a live worker."""
+    """Who a verified worker is."""
 
     worker: str
     """The worker id."""
@@ -48,32 +50,57 @@ class WorkerRecord:
     """The conductor process that dispatched it."""
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def new_secret(workers_root: Path) -> str:
+    """Write a fresh run secret (voiding every earlier token); return it."""
+    secret = secrets.token_hex(32)
+    tmp = workers_root / f"{SECRET_FILE}.{os.getpid()}"
+    refuse_symlink(tmp)
+    tmp.unlink(missing_ok=True)
+    _write_private(tmp, json.dumps({"secret": secret, "pid": os.getpid()}))
+    os.replace(tmp, workers_root / SECRET_FILE)
+    return secret
 
 
-def create_worker_dir(workers_root: Path, task_id: str, attempt: int) -> tuple[Path, str]:
+def _read_secret(workers_root: Path) -> tuple[str, int] | None:
+    try:
+        fd = os.open(workers_root / SECRET_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read the worker secret: {exc}", path=workers_root) from exc
+    with os.fdopen(fd) as fh:
+        try:
+            data = json.load(fh)
+            return str(data["secret"]), int(data["pid"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(
+                f"the worker secret is unreadable: {exc}", path=workers_root / SECRET_FILE
+            ) from exc
+
+
+def token_for(secret: str, wid: str) -> str:
+    """The token of worker ``wid`` under the run's ``secret``."""
+    return hmac.new(secret.encode(), wid.encode(), hashlib.sha256).hexdigest()
+
+
+def create_worker_dir(
+    workers_root: Path, task_id: str, attempt: int, secret: str | None = None
+) -> tuple[Path, str]:
     """Make a fresh worker directory under an existing ``workers_root``; return it and the
-    worker's secret token. A leftover directory of the same worker (from a killed conductor)
-    is replaced.
+    worker's token. ``secret`` defaults to the current run secret (created if missing). A
+    leftover directory of the same worker (from a killed conductor) is replaced.
     """
     wid = check_name(worker_id(task_id, attempt), "worker id")
+    if secret is None:
+        current = _read_secret(workers_root)
+        secret = current[0] if current is not None else new_secret(workers_root)
     path = workers_root / wid
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         remove_worker_dir(path)
         os.mkdir(path, 0o700)
-    token = secrets.token_hex(16)
-    record = {
-        "worker": wid,
-        "task": task_id,
-        "attempt": attempt,
-        "pid": os.getpid(),
-        "token_sha256": _hash(token),
-    }
-    _write_private(path / RECORD_FILE, json.dumps(record))
-    return path, token
+    return path, token_for(secret, wid)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -87,8 +114,7 @@ def _write_private(path: Path, text: str) -> None:
 def remove_worker_dir(path: Path) -> None:
     """Remove a worker directory (a planted symlink is unlinked, never followed)."""
     try:
-        os.unlink(path / RECORD_FILE)
-        os.rmdir(path)  # the common case: a shell worker leaves nothing else
+        os.rmdir(path)  # the common case: a shell worker leaves nothing behind
         return
     except OSError:
         pass
@@ -106,25 +132,20 @@ def leftover_workers(workers_root: Path) -> list[Path]:
 
 
 def verify_token(workers_root: Path, wid: str, token: str) -> WorkerRecord:
-    """Check that ``token`` belongs to live worker ``wid``; return its record.
+    """Check that ``token`` belongs to live worker ``wid``; return who it is.
 
-    Raises ``UserError`` when the worker is unknown (not running) or the token is wrong.
+    Raises ``UserError`` when the worker is not running or the token is not its token.
     """
     check_name(wid, "worker id")
+    task, _, attempt_text = wid.rpartition(".")
+    if not task or not attempt_text.isdigit():
+        raise UserError(f"{wid!r} is not a worker id (<task>.<attempt>)")
     path = workers_root / wid
     refuse_symlink(path)
-    try:
-        data = json.loads((path / RECORD_FILE).read_text())
-        expected = str(data["token_sha256"])
-    except FileNotFoundError as exc:
-        raise UserError(f"worker {wid!r} is not running (no live worker directory)") from exc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StateError(f"worker {wid!r} has an unreadable record: {exc}", path=path) from exc
-    if not token or not hmac.compare_digest(expected, _hash(token)):
+    current = _read_secret(workers_root)
+    if current is None or not path.is_dir():
+        raise UserError(f"worker {wid!r} is not running (no live worker directory)")
+    secret, pid = current
+    if not token or not hmac.compare_digest(token, token_for(secret, wid)):
         raise UserError(f"the token in CONDUCTOR_WORKER_TOKEN does not belong to worker {wid!r}")
-    return WorkerRecord(
-        worker=str(data["worker"]),
-        task=str(data["task"]),
-        attempt=int(data["attempt"]),
-        pid=int(data["pid"]),
-    )
+    return WorkerRecord(worker=wid, task=task, attempt=int(attempt_text), pid=pid)

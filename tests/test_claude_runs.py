@@ -18,6 +18,7 @@ import yaml
 from conductor.bus import Bus
 from conductor.paths import StateDir
 from conductor.testing import fake_cli_path, read_fake_log
+from conductor.workers import leftover_workers
 
 
 def rule(task: str, **kw: Any) -> dict[str, Any]:
@@ -105,7 +106,7 @@ def test_verify_failure_is_fed_back_to_the_next_attempt(repo: Path, tmp_path: Pa
         "TASK_COMPLETE",
     ]
     sd = StateDir.for_track(repo, "fb", Path(os.environ["CONDUCTOR_STATE_DIR"]))
-    assert list(sd.workers.iterdir()) == []  # the rendered SKILL.md went with its worker dir
+    assert leftover_workers(sd.workers) == []  # the rendered SKILL.md went with its worker dir
 
 
 def test_kill9_orphaned_session_is_ended_on_resume(repo: Path, tmp_path: Path) -> None:
