@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -235,11 +236,15 @@ CACHE_VERSION = 1
 
 def save_cache(cache_dir: Path, state: TrackState) -> None:
     """Write ``state`` as a rebuildable cache (write aside, then rename)."""
-    data = asdict(state)
+    data = {k: v for k, v in state.__dict__.items() if k != "tasks"}
     data["version"] = CACHE_VERSION
+    data["tasks"] = {
+        tid: ts.__dict__ for tid, ts in state.tasks.items()
+    }  # last: see load_cache_seq
     target = cache_dir / CACHE_NAME
     tmp = cache_dir / f".{CACHE_NAME}.{os.getpid()}.tmp"
     try:
+        cache_dir.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, separators=(",", ":"))
@@ -247,6 +252,17 @@ def save_cache(cache_dir: Path, state: TrackState) -> None:
     except OSError:
         # A cache is an optimisation: failing to write it must never fail a run.
         tmp.unlink(missing_ok=True)
+
+
+def load_cache_seq(cache_dir: Path) -> int | None:
+    """The sequence number the cache was written at (cheap: reads the head of the file)."""
+    try:
+        with open(cache_dir / CACHE_NAME, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    match = re.search(rb'"last_seq":\s*(\d+)', head)
+    return int(match.group(1)) if match else None
 
 
 def load_cache(cache_dir: Path, track_id: str) -> TrackState | None:

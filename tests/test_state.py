@@ -191,3 +191,13 @@ def test_cache_round_trip(tmp_path: Path) -> None:
     assert load_cache(tmp_path, "other") is None
     (tmp_path / "state.json").write_text('{"version": 1, "track": "t", "tasks": ')
     assert load_cache(tmp_path, "t") is None
+
+
+def test_cache_seq_read_from_the_head(tmp_path: Path) -> None:
+    """load_cache_seq finds the cached position without parsing every task."""
+    from conductor.state import load_cache_seq
+
+    assert load_cache_seq(tmp_path) is None
+    state = replay([msg("TASK_COMPLETE", f"t{i}", 1, hash="h") for i in range(2000)], "t")
+    save_cache(tmp_path, state)
+    assert load_cache_seq(tmp_path) == state.last_seq

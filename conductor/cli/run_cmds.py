@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import click
@@ -14,10 +14,12 @@ from conductor.bus import Bus, Durability
 from conductor.cli.app import handle_errors, main, repo_option, resolve_track, state_dir_option
 from conductor.errors import UserError
 from conductor.paths import StateDir
-from conductor.scheduler import RunOptions, RunResult, run_track
-from conductor.state import TaskStatus, load_state, save_cache
+from conductor.state import TaskStatus, load_cache_seq, load_state, save_cache
 from conductor.templates import check_templates
 from conductor.track import load_track
+
+if TYPE_CHECKING:
+    from conductor.scheduler import RunResult
 
 
 def _run_options(fn: Any) -> Any:
@@ -88,6 +90,8 @@ def _run(
     repo: Path,
     state_dir: Path | None,
 ) -> None:
+    from conductor.scheduler import RunOptions, run_track  # not needed by `status`
+
     track = load_track(track_file)
     if from_task is not None:
         track.task(from_task)  # unknown task: a clear error before anything starts
@@ -154,7 +158,9 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
         raise UserError(f"track {track_id!r} has no run state under {sd.root}; run it first")
     with Bus.for_state(sd, track_id) as bus:
         state = load_state(bus, sd.cache, track_id)
-    save_cache(sd.cache, state)
+        cached = load_cache_seq(sd.cache)
+    if cached != state.last_seq:
+        save_cache(sd.cache, state)
     if definition is not None:
         ids = definition.task_ids()
         deps = {t.id: t.depends_on for t in definition.tasks}
