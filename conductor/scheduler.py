@@ -31,7 +31,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -619,19 +619,13 @@ class Scheduler:
             ctx.post(MessageType.VERIFY_RESULT, payload=result)
             if code != 0:
                 why = "timed out" if scope.cancelled_caught else f"exited with status {code}"
-                return Outcome(
+                return replace(
+                    outcome,
                     ok=False,
                     error=f"verify failed: `{command}` {why}",
-                    exit_code=outcome.exit_code,
-                    cost_usd=outcome.cost_usd,
-                    usage=outcome.usage,
-                    turns=outcome.turns,
-                    session_id=outcome.session_id,
-                    summary=outcome.summary,
-                    files_changed=outcome.files_changed,
                     extra={**outcome.extra, "verify": results},
                 )
-        return Outcome(**{**outcome.__dict__, "extra": {**outcome.extra, "verify": results}})
+        return replace(outcome, extra={**outcome.extra, "verify": results})
 
     def _record(
         self,

@@ -64,7 +64,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from conductor.errors import ConductorError
-from conductor.testing.script import ApiRule, ApiScript, ApiTurn, load_api_script, match_text
+from conductor.testing.script import (
+    ApiRule,
+    ApiScript,
+    ApiTurn,
+    load_api_script,
+    match_text,
+    text_of,
+)
 
 __all__ = [
     "FAKE_API_KEY",
@@ -427,23 +434,13 @@ def _chunks(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(block.get("text", ""))
-            for block in content
-            if isinstance(block, dict) and block.get("type") == "text"
-        )
-    return ""
 
 
 def _conversation_text(body: dict[str, Any]) -> str:
     """System prompt + first user message: what rules are matched against."""
     messages: list[dict[str, Any]] = body.get("messages") or []
     first_user = next((m for m in messages if m.get("role") == "user"), {})
-    return f"{_text_of(body.get('system'))}\n{_text_of(first_user.get('content'))}"
+    return f"{text_of(body.get('system'))}\n{text_of(first_user.get('content'))}"
 
 
 def _json_schema(body: dict[str, Any]) -> dict[str, Any] | None:

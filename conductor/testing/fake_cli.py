@@ -98,6 +98,7 @@ from conductor.testing.script import (
     McpAction,
     load_cli_script,
     match_text,
+    text_of,
 )
 
 __all__ = [
@@ -1424,16 +1425,7 @@ def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
 
 
 def _prompt_text(message: dict[str, Any]) -> str:
-    content = (message.get("message") or {}).get("content", "")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(block.get("text", ""))
-            for block in content
-            if isinstance(block, dict) and block.get("type") == "text"
-        )
-    return ""
+    return text_of((message.get("message") or {}).get("content", ""))
 
 
 def _tool_id() -> str:

@@ -508,3 +508,16 @@ def _line_of(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:
             return line
         node = child
     return line
+
+
+def text_of(content: Any) -> str:
+    """The text of a message's content: a string, or the text blocks of a block list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(block.get("text", ""))
+            for block in content
+            if isinstance(block, dict) and block.get("type") == "text"
+        )
+    return ""
