@@ -483,7 +483,7 @@ class Scheduler:
         if self.options.wait_for_approval and not self.state.approved:
             if not self._announced_wait:
                 self._announced_wait = True
-                log.info("waiting for approval", hint=f"conductor bus post APPROVE {self.track.id}")
+                log.info("waiting for approval", hint=f"conductor bus post {self.track.id} APPROVE")
             return True
         return False
 

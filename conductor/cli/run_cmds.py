@@ -36,7 +36,7 @@ def _run_options(fn: Any) -> Any:
                 "--approve",
                 "wait_for_approval",
                 is_flag=True,
-                help="Wait for a person to post APPROVE (conductor bus post APPROVE TRACK) first.",
+                help="Wait for a person to post APPROVE (conductor bus post TRACK APPROVE) first.",
             ),
             click.option(
                 "--durability",
