@@ -78,6 +78,9 @@ ExecutorFactory = Callable[[Task], Executor]
 
 RunStatus = Literal["complete", "failed", "interrupted", "budget"]
 
+CACHE_EVERY = 5000
+"""Messages between rewrites of the status cache during a run."""
+
 EXIT_CODES: dict[RunStatus, int] = {"complete": 0, "failed": 1, "budget": 4, "interrupted": 130}
 
 
@@ -216,6 +219,7 @@ class Scheduler:
         self._tracking = False
         self._announced_wait = False
         self.secret = ""
+        self._cached_at = 0
         self._bus: Bus | None = None
         self._locks: PathLocks | None = None
 
@@ -256,6 +260,10 @@ class Scheduler:
     def _apply(self, msg: Message) -> None:
         apply(self.state, msg, self._on_transition if self._tracking else None)
         self._observe(msg)
+        if msg.seq - self._cached_at >= CACHE_EVERY:
+            # Keep `conductor status` fast even after this conductor is killed.
+            save_cache(self.sd.cache, self.state)
+            self._cached_at = msg.seq
 
     def _observe(self, msg: Message) -> None:
         """React to messages that are not plain state: skips of running tasks, live costs."""
