@@ -202,7 +202,7 @@ def patterns_overlap(p: str, q: str) -> bool:
     return False
 
 
-def _is_shared(pattern: str, shared: Sequence[str]) -> bool:
+def is_shared(pattern: str, shared: Sequence[str]) -> bool:
     norm = _normalise(pattern)
     for s in shared:
         s = _normalise(s)
@@ -228,8 +228,8 @@ def files_overlap(a: list[str], b: list[str], shared: Sequence[str] = ()) -> lis
 
     Patterns covered by a ``shared`` glob are ignored on both sides.
     """
-    left = [p for p in a if not _is_shared(p, shared)]
-    right = [q for q in b if not _is_shared(q, shared)]
+    left = [p for p in a if not is_shared(p, shared)]
+    right = [q for q in b if not is_shared(q, shared)]
     found: dict[str, None] = {}
     for p in left:
         for q in right:
@@ -328,7 +328,7 @@ def overlapping_pairs(
     globs: dict[tuple[str, ...], _GlobBucket] = {}
     for index, (_, files) in enumerate(items):
         for pattern in dict.fromkeys(files):
-            if _is_shared(pattern, shared):
+            if is_shared(pattern, shared):
                 continue
             norm = _normalise(pattern)
             literal = not _is_glob(norm)

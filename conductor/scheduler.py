@@ -52,7 +52,7 @@ from conductor.executors.shell import (
 from conductor.locks import PathLocks, RunLock
 from conductor.messages import Message, MessageType
 from conductor.paths import StateDir
-from conductor.plan import conflicting_pairs, make_plan
+from conductor.plan import conflicting_pairs, is_shared, make_plan
 from conductor.state import (
     DONE,
     TaskStatus,
@@ -200,6 +200,10 @@ class Scheduler:
         self.plan = make_plan(track)
         self.conflicts = conflicting_pairs(track)
         self.hashes = {t.id: track.task_hash(t.id) for t in track.tasks}
+        self.shared: dict[str, list[str]] = {t.id: list(track.shared_files) for t in track.tasks}
+        for group in track.parallel_groups:
+            for tid in group.tasks:
+                self.shared[tid].extend(group.shared_resources)
         self.tasks = {t.id: t for t in track.tasks}
         self.dependents: dict[str, list[str]] = {t.id: [] for t in track.tasks}
         for t in track.tasks:
@@ -553,7 +557,10 @@ class Scheduler:
     async def _execute(
         self, task: Task, attempt: int, wid: str, feedback: str | None, log_path: Path
     ) -> Outcome:
+        shared = self.shared.get(task.id, ())
         for path in task.files:
+            if is_shared(path, shared):
+                continue  # declared shared: tasks may hold it together, so nobody locks it
             try:
                 self.locks.acquire(path, worker=wid, task=task.id, attempt=attempt)
             except ConductorError as exc:

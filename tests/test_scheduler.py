@@ -311,3 +311,25 @@ def test_result_exit_codes() -> None:
     statuses = ("complete", "failed", "budget", "interrupted")
     codes = {s: RunResult(track="t", status=s).exit_code for s in statuses}  # type: ignore[arg-type]
     assert codes == {"complete": 0, "failed": 1, "budget": 4, "interrupted": 130}
+
+
+async def test_shared_files_run_together_unlocked(repo: Path) -> None:
+    """Files declared shared are neither a conflict nor locked: both tasks run at once."""
+    track = make_track(
+        """
+        track: shared
+        max_parallel: 2
+        shared_files: [package.json]
+        tasks:
+          - {id: x, run: "sleep 0.4", files: [package.json, src/x.js]}
+          - {id: y, run: "sleep 0.4", files: [package.json, src/y.js]}
+        """
+    )
+    result = await run(track, repo)
+    assert result.status == "complete", result.failed
+    msgs = messages(repo, "shared")
+    starts = [datetime.fromisoformat(m["ts"]) for m in of_type(msgs, "TASK_DISPATCHED")]
+    ends = [datetime.fromisoformat(m["ts"]) for m in of_type(msgs, "TASK_COMPLETE")]
+    assert max(starts) < min(ends), "the two tasks overlapped in time"
+    locked = {m["payload"]["path"] for m in of_type(msgs, "FILE_LOCK")}
+    assert locked == {"src/x.js", "src/y.js"}
