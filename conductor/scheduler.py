@@ -81,6 +81,9 @@ RunStatus = Literal["complete", "failed", "interrupted", "budget"]
 CACHE_EVERY = 5000
 """Messages between rewrites of the status cache during a run."""
 
+RESCAN_EVERY = 30.0
+"""Seconds between sweeps of the bus directory for stray files during a run."""
+
 EXIT_CODES: dict[RunStatus, int] = {"complete": 0, "failed": 1, "budget": 4, "interrupted": 130}
 
 
@@ -409,7 +412,14 @@ class Scheduler:
                 structlog.contextvars.unbind_contextvars("track")
 
     def _load_state(self) -> None:
+        self._rescan()
         self.state = load_state(self.bus, self.sd.cache, self.track.id)
+
+    def _rescan(self) -> None:
+        """Quarantine files in the bus directory that are not messages (the bus warns)."""
+        moved = self.bus.rescan()
+        if moved:
+            log.warning("quarantined stray files in the bus", files=[str(p) for p in moved])
 
     def _recover(self) -> None:
         """Record attempts a dead conductor left in flight; end their orphans; clean up."""
@@ -477,6 +487,7 @@ class Scheduler:
             watcher = BusWatcher(self.bus, rescan_interval=self.options.rescan_interval)
             async with watcher:
                 tg.start_soon(self._watch, watcher, name="bus watcher")
+                tg.start_soon(self._rescan_every, RESCAN_EVERY, name="bus rescan")
                 if self.options.handle_signals:
                     tg.start_soon(self._signals, tg.cancel_scope, name="signals")
                 while True:
@@ -508,6 +519,11 @@ class Scheduler:
             seen = self.bus.last_seq()
             if seen > self.state.last_seq:
                 self.kick()
+
+    async def _rescan_every(self, seconds: float) -> None:
+        while True:
+            await anyio.sleep(seconds)
+            self._rescan()
 
     async def _signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -333,3 +333,21 @@ async def test_shared_files_run_together_unlocked(repo: Path) -> None:
     assert max(starts) < min(ends), "the two tasks overlapped in time"
     locked = {m["payload"]["path"] for m in of_type(msgs, "FILE_LOCK")}
     assert locked == {"src/x.js", "src/y.js"}
+
+
+async def test_stray_file_in_bus_is_quarantined_not_fatal(repo: Path) -> None:
+    """A half-written or hand-made file in the bus is quarantined at start; the run goes on."""
+    sd = state_of(repo, "stray").ensure()
+    with Bus.for_state(sd, "stray") as bus:
+        bus.post("NOTE", payload={"text": "before"})
+    (sd.bus / "000000002.TASK_COMPLETE.a.1.json").write_text('{"seq": 2, "type": "TASK_COM')
+    (sd.bus / "notes.txt").write_text("hello")
+    track = make_track("track: stray\ntasks:\n  - {id: a, run: 'true'}\n")
+    result = await run(track, repo)
+    assert result.status == "complete"
+    quarantined = sorted(p.name for p in sd.quarantine.iterdir())
+    assert any("notes.txt" in n for n in quarantined)
+    assert any("000000002" in n for n in quarantined)
+    msgs = messages(repo, "stray")
+    assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1))
+    assert len(of_type(msgs, "TASK_COMPLETE", "a")) == 1
