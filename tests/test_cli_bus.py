@@ -153,6 +153,13 @@ def test_person_post_refusals(state_root: Path, args: list[str], match: str) -> 
     assert re.search(match, res.output), res.output
 
 
+def test_type_before_track_gets_a_hint(state_root: Path) -> None:
+    """`bus post SKIP demo` (type first) says the track comes first, exit 2."""
+    res = cli(state_root, "bus", "post", "SKIP", "demo", "--task", "x")
+    assert res.exit_code == 2
+    assert "the track comes first: conductor bus post demo SKIP" in res.output
+
+
 def test_skip_task_checked_against_track_file(state_root: Path, tmp_path: Path) -> None:
     """With a track file, SKIP's --task must be one of its tasks."""
     track = tmp_path / "demo.yaml"

@@ -91,8 +91,13 @@ def bus_group() -> None:
 @click.argument("track")
 @click.option("--type", "types", multiple=True, metavar="TYPE", help="Only this type (repeatable).")
 @click.option("--task", "tasks", multiple=True, metavar="TASK", help="Only this task (repeatable).")
-@click.option("--since", type=click.IntRange(min=0), default=0, metavar="SEQ",
-              help="Only messages after sequence number SEQ.")
+@click.option(
+    "--since",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="SEQ",
+    help="Only messages after sequence number SEQ.",
+)
 @_json_option
 @repo_option
 @state_dir_option
@@ -110,7 +115,8 @@ def bus_ls(
     wanted_types = {t.upper() for t in types}
     with _open_bus(track, repo, state_dir, create=False) as bus:
         selected = (
-            m for m in _after(bus, since)
+            m
+            for m in _after(bus, since)
             if (not wanted_types or m.type in wanted_types) and (not tasks or m.task in tasks)
         )
         _echo(selected, as_json)
@@ -148,8 +154,14 @@ def bus_show(track: str, seq: int, as_json: bool, repo: Path, state_dir: Path | 
 
 @bus_group.command("tail")
 @click.argument("track")
-@click.option("-n", "count", type=click.IntRange(min=0), default=10, show_default=True,
-              help="How many of the last messages to print.")
+@click.option(
+    "-n",
+    "count",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many of the last messages to print.",
+)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new messages until Ctrl-C.")
 @_json_option
 @repo_option
@@ -191,10 +203,20 @@ async def _follow(bus: Bus, cursor: int, as_json: bool) -> None:
 @click.argument("args", nargs=-1, required=True, metavar="[TRACK] TYPE")
 @click.option("--task", default=None, metavar="TASK", help="The task the message is about.")
 @click.option("--payload", default=None, metavar="JSON", help="Payload: a JSON object.")
-@click.option("--message", "-m", "text", default=None, metavar="TEXT",
-              help='Payload {"text": TEXT} (instead of --payload).')
-@click.option("--worker", default=None, metavar="WORKER",
-              help="The worker the message is about (a worker posting is always itself).")
+@click.option(
+    "--message",
+    "-m",
+    "text",
+    default=None,
+    metavar="TEXT",
+    help='Payload {"text": TEXT} (instead of --payload).',
+)
+@click.option(
+    "--worker",
+    default=None,
+    metavar="WORKER",
+    help="The worker the message is about (a worker posting is always itself).",
+)
 @_json_option
 @repo_option
 @state_dir_option
@@ -217,6 +239,9 @@ def bus_post(
     """
     if len(args) == 2:
         track, mtype = args
+        known = {t.value for t in MessageType}
+        if track.upper() in known and mtype.upper() not in known:
+            raise UserError(f"the track comes first: conductor bus post {mtype} {track.upper()}")
     elif len(args) == 1 and os.environ.get(TRACK_ENV):
         track, mtype = os.environ[TRACK_ENV], args[0]
     elif len(args) == 1:
@@ -277,5 +302,5 @@ def _payload(payload: str | None, text: str | None) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise UserError(f"--payload is not valid JSON: {exc}", field="payload") from exc
     if not isinstance(data, dict):
-        raise UserError("--payload must be a JSON object, e.g. '{\"reason\": \"...\"}'")
+        raise UserError('--payload must be a JSON object, e.g. \'{"reason": "..."}\'')
     return data
