@@ -167,6 +167,44 @@ def split_frontmatter(text: str) -> tuple[str, int] | None:
     return None
 
 
+@dataclass(frozen=True)
+class FrontmatterFile:
+    """A markdown file with a YAML frontmatter block, read but not yet validated."""
+
+    text: str
+    """The whole file."""
+    fm_text: str
+    """The YAML between the ``---`` lines."""
+    data: dict[str, Any]
+    """The frontmatter, parsed: always a mapping."""
+    body_line: int
+    """Line number of the first body line."""
+
+
+def read_frontmatter(path: Path, cls: type[ConductorError], what: str) -> FrontmatterFile:
+    """Read ``path`` and parse its frontmatter; problems are ``cls`` naming file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise cls(f"cannot read {what}: {exc}", path=path) from exc
+    split = split_frontmatter(text)
+    if split is None:
+        raise cls(
+            "missing YAML frontmatter: the file must start with a '---' line and close the "
+            "block with another",
+            path=path,
+            line=1,
+        )
+    fm_text, body_line = split
+    try:
+        data = yaml.safe_load(fm_text)
+    except yaml.YAMLError as exc:
+        raise yaml_error(exc, path, 2, cls) from exc
+    if not isinstance(data, dict):
+        raise cls("frontmatter must be a mapping of fields", path=path, line=2)
+    return FrontmatterFile(text=text, fm_text=fm_text, data=data, body_line=body_line)
+
+
 def validation_error(
     exc: ValidationError,
     path: Path,
@@ -287,35 +325,19 @@ class _ClaudeAgent:
 
 def load_claude_agent(path: Path) -> _ClaudeAgent:
     """Parse and validate one ``.claude/agents`` file; ``AgentError`` names file/line/field."""
+    doc = read_frontmatter(path, AgentError, "agent file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AgentError(f"cannot read agent file: {exc}", path=path) from exc
-    split = split_frontmatter(text)
-    if split is None:
-        raise AgentError(
-            "missing YAML frontmatter: the file must start with a '---' line and close the "
-            "block with another",
-            path=path,
-            line=1,
-        )
-    fm_text, body_line = split
-    try:
-        raw = yaml.safe_load(fm_text)
-        post = frontmatter.loads(text.lstrip("\ufeff"))
-    except yaml.YAMLError as exc:
-        raise yaml_error(exc, path, 2, AgentError) from exc
-    if not isinstance(raw, dict):
-        raise AgentError("frontmatter must be a mapping of fields", path=path, line=2)
-    try:
-        meta = ClaudeAgentFile.model_validate(post.metadata)
+        meta = ClaudeAgentFile.model_validate(doc.data)
     except ValidationError as exc:
         raise validation_error(
-            exc, path, yaml_key_lines(fm_text, 2), AgentError, ClaudeAgentFile
+            exc, path, yaml_key_lines(doc.fm_text, 2), AgentError, ClaudeAgentFile
         ) from exc
+    post = frontmatter.loads(doc.text.lstrip("\ufeff"))  # the body, as Claude Code reads it
     prompt = str(post.content).strip()
     if not prompt:
-        raise AgentError("the body (the agent's system prompt) is empty", path=path, line=body_line)
+        raise AgentError(
+            "the body (the agent's system prompt) is empty", path=path, line=doc.body_line
+        )
     return _ClaudeAgent(meta=meta, prompt=prompt, path=path)
 
 

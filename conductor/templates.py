@@ -53,9 +53,8 @@ from conductor.agents import (
     ResolvedAgent,
     TaskSpec,
     TrackSpec,
-    split_frontmatter,
+    read_frontmatter,
     validation_error,
-    yaml_error,
     yaml_key_lines,
 )
 from conductor.errors import StateError, TemplateError, UserError
@@ -233,25 +232,8 @@ def _frontmatter_error(
 
 def parse_template(path: Path, layer: Layer) -> Template:
     """Read and validate one template file (frontmatter and placeholder syntax)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"cannot read template: {exc}", path=path) from exc
-    split = split_frontmatter(text)
-    if split is None:
-        raise _frontmatter_error(
-            "missing YAML frontmatter: the file must start with a '---' line and close the "
-            "block with another",
-            path,
-            1,
-        )
-    fm_text, body_line = split
-    try:
-        raw = yaml.safe_load(fm_text)
-    except yaml.YAMLError as exc:
-        raise yaml_error(exc, path, 2, TemplateError) from exc
-    if not isinstance(raw, dict):
-        raise _frontmatter_error("frontmatter must be a mapping of fields", path, 2)
+    doc = read_frontmatter(path, TemplateError, "template")
+    text, fm_text, raw, body_line = doc.text, doc.fm_text, doc.data, doc.body_line
     key_lines = yaml_key_lines(fm_text, 2)
     try:
         meta = TemplateMeta.model_validate(raw)
