@@ -58,6 +58,7 @@ from conductor.agents import (
     yaml_key_lines,
 )
 from conductor.errors import StateError, TemplateError, UserError
+from conductor.executors.tool_names import qualified
 from conductor.paths import StateDir, check_repo_path, refuse_symlink
 
 Layer = Literal["track", "repo", "built-in"]
@@ -80,12 +81,12 @@ SKILL_FILE = "SKILL.md"
 """Name of the rendered skill in a worker directory."""
 
 DEFAULT_TOOL_NAMES: dict[str, str] = {
-    "progress_tool": "mcp__conductor__report_progress",
-    "lock_tool": "mcp__conductor__lock_file",
-    "unlock_tool": "mcp__conductor__unlock_file",
-    "read_messages_tool": "mcp__conductor__read_messages",
-    "complete_tool": "mcp__conductor__report_complete",
-    "fail_tool": "mcp__conductor__report_failed",
+    "progress_tool": qualified("report_progress"),
+    "lock_tool": qualified("lock_file"),
+    "unlock_tool": qualified("unlock_file"),
+    "read_messages_tool": qualified("read_messages"),
+    "complete_tool": qualified("report_complete"),
+    "fail_tool": qualified("report_failed"),
 }
 """The names the worker sees for conductor's tools, by placeholder."""
 

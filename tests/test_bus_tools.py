@@ -9,14 +9,9 @@ from typing import Any
 
 import pytest
 
-from conductor.executors.bus_tools import (
-    BUS_TOOL_NAMES,
-    WorkerBinding,
-    build_bus_server,
-    build_tools,
-    qualified_tool_names,
-)
+from conductor.executors.bus_tools import WorkerBinding, build_bus_server, build_tools
 from conductor.executors.evidence import Evidence
+from conductor.executors.tool_names import BUS_TOOL_NAMES, qualified_tool_names
 from conductor.locks import PathLocks
 from conductor.messages import Message
 

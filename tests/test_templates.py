@@ -727,3 +727,11 @@ def test_check_templates_with_a_loaded_track_file(tmp_path: Path) -> None:
     write_template(tmp_path / "tpl", "docs-worker", "Docs {task}\n")
     with pytest.raises(TemplateError, match=r"tpl/docs-worker.md:9: unknown placeholder"):
         check_templates(track, tmp_path)
+
+
+def test_template_tool_names_are_the_served_tools() -> None:
+    """Every tool name a template tells the worker is one the session is really served."""
+    from conductor.executors.tool_names import qualified_tool_names
+    from conductor.templates import DEFAULT_TOOL_NAMES
+
+    assert sorted(DEFAULT_TOOL_NAMES.values()) == sorted(qualified_tool_names())

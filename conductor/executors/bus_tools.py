@@ -28,20 +28,8 @@ from claude_agent_sdk import McpSdkServerConfig, SdkMcpTool, create_sdk_mcp_serv
 
 from conductor.errors import ConductorError
 from conductor.executors.evidence import Claim, Evidence, matches_globs, repo_relative
+from conductor.executors.tool_names import SERVER_KEY
 from conductor.messages import Message, MessageType
-
-SERVER_KEY = "conductor"
-"""Key of the server in ``ClaudeAgentOptions.mcp_servers``: tools are ``mcp__conductor__*``."""
-
-BUS_TOOL_NAMES = (
-    "report_progress",
-    "lock_file",
-    "unlock_file",
-    "read_messages",
-    "report_complete",
-    "report_failed",
-)
-"""The tools of the server, unqualified."""
 
 READABLE_TYPES = frozenset(
     {
@@ -56,11 +44,6 @@ READABLE_TYPES = frozenset(
 
 _MAX_READ = 50
 _MAX_TEXT = 4000
-
-
-def qualified_tool_names() -> list[str]:
-    """``mcp__conductor__<tool>`` for every bus tool, as allowed_tools wants them."""
-    return [f"mcp__{SERVER_KEY}__{name}" for name in BUS_TOOL_NAMES]
 
 
 @dataclass

@@ -69,12 +69,7 @@ from claude_agent_sdk import (
 
 from conductor.errors import ConductorError, UserError
 from conductor.executors.base import AttemptContext, Outcome
-from conductor.executors.bus_tools import (
-    SERVER_KEY,
-    WorkerBinding,
-    build_bus_server,
-    qualified_tool_names,
-)
+from conductor.executors.bus_tools import WorkerBinding, build_bus_server
 from conductor.executors.evidence import (
     GUARDED_MATCHER,
     GUARDED_TOOLS,
@@ -88,6 +83,7 @@ from conductor.executors.evidence import (
     stray_temp_files,
     take_snapshot,
 )
+from conductor.executors.tool_names import SERVER_KEY, qualified, qualified_tool_names
 from conductor.messages import MessageType
 
 if TYPE_CHECKING:
@@ -893,9 +889,9 @@ def user_prompt(task_id: str, name: str | None = None) -> str:
     """The user prompt every worker session gets; the system prompt carries the task."""
     return (
         f"Carry out task {task_id} ({name or task_id}) as your system prompt describes, in this "
-        f"repository. When it is done, call mcp__{SERVER_KEY}__report_complete with a "
+        f"repository. When it is done, call {qualified('report_complete')} with a "
         f"summary and the files you changed; if you cannot do it, call "
-        f"mcp__{SERVER_KEY}__report_failed with the reason."
+        f"{qualified('report_failed')} with the reason."
     )
 
 
