@@ -351,3 +351,25 @@ async def test_stray_file_in_bus_is_quarantined_not_fatal(repo: Path) -> None:
     msgs = messages(repo, "stray")
     assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1))
     assert len(of_type(msgs, "TASK_COMPLETE", "a")) == 1
+
+
+async def test_timeout_kills_the_command_without_pidfds(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where pidfds are missing, commands run through anyio and a timeout still ends them."""
+    from conductor.executors import shell
+
+    monkeypatch.setattr(shell, "_HAVE_PIDFD", False)
+    track = make_track(
+        """
+        track: slow2
+        tasks:
+          - {id: a, run: "echo $$ > pid.txt; exec sleep 30", timeout: 0.5, max_attempts: 1}
+          - {id: b, run: "echo fine"}
+        """
+    )
+    result = await run(track, repo)
+    assert result.failed.keys() == {"a"} and result.completed == ["b"]
+    assert of_type(messages(repo, "slow2"), "TASK_FAILED", "a")[0]["payload"]["timed_out"] is True
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((repo / "pid.txt").read_text()), 0)

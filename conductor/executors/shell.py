@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -165,26 +166,26 @@ def _argv_in(cwd: Path, argv: list[str] | str) -> list[str]:
     return ["/bin/sh", "-c", 'cd -- "$0" && exec "$@"', str(cwd), *args]
 
 
-async def _end_spawned(pid: int, pidfd: int) -> None:
-    """SIGTERM the group, SIGKILL after the grace period, reap the child."""
+async def _end_group(pgid: int, exited: Callable[[], Awaitable[object]]) -> None:
+    """SIGTERM the process group; SIGKILL it if ``exited()`` has not returned in the grace."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
+            os.killpg(pgid, sig)
         with anyio.move_on_after(TERM_GRACE):
-            await anyio.wait_readable(pidfd)
-            break
+            await exited()
+            return
+
+
+async def _end_spawned(pid: int, pidfd: int) -> None:
+    """End a posix_spawn'ed command's group and reap the child."""
+    await _end_group(pid, lambda: anyio.wait_readable(pidfd))
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)  # noqa: ASYNC222 - exited (pidfd readable) or SIGKILLed: quick
 
 
 async def _terminate_group(pgid: int, process: anyio.abc.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
-    with anyio.move_on_after(TERM_GRACE):
-        await process.wait()
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+    """End an anyio process's group and reap it."""
+    await _end_group(pgid, process.wait)
     await process.wait()
 
 
