@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -238,9 +237,7 @@ def save_cache(cache_dir: Path, state: TrackState) -> None:
     """Write ``state`` as a rebuildable cache (write aside, then rename)."""
     data = {k: v for k, v in state.__dict__.items() if k != "tasks"}
     data["version"] = CACHE_VERSION
-    data["tasks"] = {
-        tid: ts.__dict__ for tid, ts in state.tasks.items()
-    }  # last: see load_cache_seq
+    data["tasks"] = {tid: ts.__dict__ for tid, ts in state.tasks.items()}
     target = cache_dir / CACHE_NAME
     tmp = cache_dir / f".{CACHE_NAME}.{os.getpid()}.tmp"
     try:
@@ -252,17 +249,6 @@ def save_cache(cache_dir: Path, state: TrackState) -> None:
     except OSError:
         # A cache is an optimisation: failing to write it must never fail a run.
         tmp.unlink(missing_ok=True)
-
-
-def load_cache_seq(cache_dir: Path) -> int | None:
-    """The sequence number the cache was written at (cheap: reads the head of the file)."""
-    try:
-        with open(cache_dir / CACHE_NAME, "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return None
-    match = re.search(rb'"last_seq":\s*(\d+)', head)
-    return int(match.group(1)) if match else None
 
 
 def load_cache(cache_dir: Path, track_id: str) -> TrackState | None:
@@ -295,18 +281,31 @@ class MessageSource(Protocol):
 
 
 def load_state(
-    bus: MessageSource, cache_dir: Path, track_id: str, *, batch: int = 5000
+    bus: MessageSource,
+    cache_dir: Path,
+    track_id: str,
+    *,
+    batch: int = 5000,
+    refresh_cache: bool = False,
 ) -> TrackState:
-    """The state the bus describes: the cache if it still matches the bus, plus newer messages."""
+    """The state the bus describes: the cache if it still matches the bus, plus newer messages.
+
+    With ``refresh_cache`` the cache is rewritten when it was missing, stale or behind.
+    """
     state = load_cache(cache_dir, track_id)
     if state is not None and state.last_seq:
         msg = bus.get(state.last_seq)
         if msg is None or msg.id != state.last_id:
             state = None
+    fresh = state is not None
     if state is None:
         state = TrackState(track_id)
     while True:
         messages = bus.read(after=state.last_seq, limit=batch)
         if not messages:
-            return state
+            break
+        fresh = False
         replay(messages, track_id, into=state)
+    if refresh_cache and not fresh:
+        save_cache(cache_dir, state)
+    return state

@@ -193,11 +193,30 @@ def test_cache_round_trip(tmp_path: Path) -> None:
     assert load_cache(tmp_path, "t") is None
 
 
-def test_cache_seq_read_from_the_head(tmp_path: Path) -> None:
-    """load_cache_seq finds the cached position without parsing every task."""
-    from conductor.state import load_cache_seq
+def test_load_state_refreshes_a_stale_cache(tmp_path: Path) -> None:
+    """A cache that no longer matches the bus is ignored and, when asked, rewritten."""
+    from conductor.state import load_state
 
-    assert load_cache_seq(tmp_path) is None
-    state = replay([msg("TASK_COMPLETE", f"t{i}", 1, hash="h") for i in range(2000)], "t")
-    save_cache(tmp_path, state)
-    assert load_cache_seq(tmp_path) == state.last_seq
+    class FakeBus:
+        def __init__(self, messages: list[Message]) -> None:
+            self.messages = messages
+
+        def get(self, seq: int) -> Message | None:
+            return self.messages[seq - 1] if 0 < seq <= len(self.messages) else None
+
+        def read(self, after: int = 0, limit: int | None = None) -> list[Message]:
+            return self.messages[after : after + limit if limit else None]
+
+    def renumbered(ms: list[Message]) -> list[Message]:
+        return [Message(**{**m.__dict__, "seq": i + 1}) for i, m in enumerate(ms)]
+
+    bus = FakeBus(
+        renumbered([msg("TASK_DISPATCHED", "a", 1), msg("TASK_COMPLETE", "a", 1, hash="h")])
+    )
+    stale = replay(renumbered([msg("TASK_DISPATCHED", "b", 1), msg("TASK_FAILED", "b", 1)]), "t")
+    save_cache(tmp_path, stale)
+    state = load_state(bus, tmp_path, "t", refresh_cache=True)
+    assert state.task("a").status is TaskStatus.COMPLETE and "b" not in state.tasks
+    assert load_cache(tmp_path, "t") == state
+    again = load_state(bus, tmp_path, "t", batch=1)
+    assert again == state

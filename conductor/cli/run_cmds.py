@@ -14,7 +14,7 @@ from conductor.bus import Bus, Durability
 from conductor.cli.app import handle_errors, main, repo_option, resolve_track, state_dir_option
 from conductor.errors import UserError
 from conductor.paths import StateDir
-from conductor.state import TaskStatus, load_cache_seq, load_state, save_cache
+from conductor.state import TaskStatus, load_state
 from conductor.templates import check_templates
 from conductor.track import load_track
 
@@ -157,10 +157,7 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
     if not sd.bus.is_dir():
         raise UserError(f"track {track_id!r} has no run state under {sd.root}; run it first")
     with Bus.for_state(sd, track_id) as bus:
-        state = load_state(bus, sd.cache, track_id)
-        cached = load_cache_seq(sd.cache)
-    if cached != state.last_seq:
-        save_cache(sd.cache, state)
+        state = load_state(bus, sd.cache, track_id, refresh_cache=True)
     if definition is not None:
         ids = definition.task_ids()
         deps = {t.id: t.depends_on for t in definition.tasks}
