@@ -64,7 +64,7 @@ from conductor.state import (
 from conductor.track import Task, Track
 from conductor.watch import BusWatcher
 from conductor.workers import (
-    create_worker_dir,
+    WorkerDirs,
     leftover_workers,
     new_secret,
     remove_worker_dir,
@@ -225,10 +225,12 @@ class Scheduler:
         self._wake = anyio.Event()
         self._tracking = False
         self._announced_wait = False
-        self.secret = ""
         self._cached_at = 0
         self._bus: Bus | None = None
         self._locks: PathLocks | None = None
+        self._workers: WorkerDirs | None = None
+        self.base_env = dict(os.environ)
+        """The environment children inherit: this process's, as the run started."""
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -241,6 +243,11 @@ class Scheduler:
     def locks(self) -> PathLocks:
         assert self._locks is not None, "locks used before the run started"
         return self._locks
+
+    @property
+    def workers(self) -> WorkerDirs:
+        assert self._workers is not None, "worker directories used before the run started"
+        return self._workers
 
     def post(
         self,
@@ -401,12 +408,14 @@ class Scheduler:
                     },
                 )
                 self._recover()
-                self.secret = new_secret(self.sd.workers)
+                self._workers = WorkerDirs(self.sd.workers, new_secret(self.sd.workers))
                 self._reset_stale()
                 self._init_readiness()
                 await self._loop()
                 return self._finish(time.monotonic() - started)
             finally:
+                if self._workers is not None:
+                    self._workers.close()
                 save_cache(self.sd.cache, self.state)
                 self.bus.close()
                 structlog.contextvars.unbind_contextvars("track")
@@ -565,7 +574,7 @@ class Scheduler:
             finally:
                 if task.files or not task.run:  # shell tasks lock only their declared files
                     self.locks.release_all(wid)
-                remove_worker_dir(self.sd.workers / wid)
+                self.workers.remove(wid)
                 self.live_cost.pop(wid, None)
                 del self.running[tid]
                 self.kick()
@@ -581,7 +590,7 @@ class Scheduler:
                 self.locks.acquire(path, worker=wid, task=task.id, attempt=attempt)
             except ConductorError as exc:
                 return Outcome(ok=False, error=f"cannot lock {path}: {exc}")
-        worker_dir, token = create_worker_dir(self.sd.workers, task.id, attempt, self.secret)
+        worker_dir, token = self.workers.create(task.id, attempt)
         env = {
             "CONDUCTOR_TRACK": self.track.id,
             "CONDUCTOR_TASK": task.id,
@@ -637,7 +646,13 @@ class Scheduler:
             append_log(ctx.log_path, f"\n$ {command}   # verify\n")
             began = time.monotonic()
             with anyio.move_on_after(ctx.task.timeout) as scope:
-                code = await run_command(command, cwd=ctx.repo, log_path=ctx.log_path, env=ctx.env)
+                code = await run_command(
+                    command,
+                    cwd=ctx.repo,
+                    log_path=ctx.log_path,
+                    env=ctx.env,
+                    base_env=self.base_env,
+                )
             if scope.cancelled_caught:
                 code = -1
             result = {

@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,16 +113,101 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def remove_worker_dir(path: Path) -> None:
-    """Remove a worker directory (a planted symlink is unlinked, never followed)."""
+    """Remove a worker directory (a planted symlink or file is unlinked, never followed)."""
     try:
         os.rmdir(path)  # the common case: a shell worker leaves nothing behind
         return
+    except FileNotFoundError:
+        return
     except OSError:
         pass
-    if path.is_symlink():
-        path.unlink()
-    elif path.exists():
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
         shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+SPARE_PREFIX = ".spare."
+"""Name prefix of an empty worker directory kept for reuse (see ``WorkerDirs``)."""
+
+
+class WorkerDirs:
+    """The worker directories of one run, recycling the empty ones.
+
+    Removing a directory frees its inode. On ext4 without a journal (common on CI machines and
+    VMs) the allocator then skips every inode freed in the last few minutes, one buffer lookup
+    each, on every later create in that block group: a run of thousands of short tasks that
+    made and removed a directory per attempt spent most of its time there. So an ended
+    worker's directory, when it is still an empty, private, real directory, is renamed aside
+    to ``.spare.<n>`` and renamed into place for the next worker; anything else is removed as
+    before. At most ``max_parallel`` spares exist; ``close`` removes them, and a new
+    ``WorkerDirs`` removes any a killed conductor left.
+    """
+
+    def __init__(self, root: Path, secret: str) -> None:
+        self.root = root
+        self.secret = secret
+        self._spares: list[str] = []
+        self._made = 0
+        for path in root.glob(SPARE_PREFIX + "*"):
+            remove_worker_dir(path)
+
+    def create(self, task_id: str, attempt: int) -> tuple[Path, str]:
+        """Make worker ``<task_id>.<attempt>``'s empty directory; return it and its token."""
+        wid = check_name(worker_id(task_id, attempt), "worker id")
+        path = self.root / wid
+        while self._spares:
+            spare = self.root / self._spares.pop()
+            try:
+                os.rename(spare, path)  # an empty leftover of the same worker is replaced
+                return path, token_for(self.secret, wid)
+            except OSError:
+                remove_worker_dir(spare)
+                break
+        return create_worker_dir(self.root, task_id, attempt, self.secret)
+
+    def remove(self, wid: str) -> None:
+        """Remove worker ``wid``'s directory, keeping it as a spare if it is clean and empty."""
+        path = self.root / wid
+        name = f"{SPARE_PREFIX}{self._made}"
+        try:
+            os.rename(path, self.root / name)
+        except FileNotFoundError:
+            return
+        except OSError:
+            remove_worker_dir(path)
+            return
+        self._made += 1
+        if _clean_empty_dir(self.root / name):
+            self._spares.append(name)
+        else:
+            remove_worker_dir(self.root / name)
+
+    def close(self) -> None:
+        """Remove the spares."""
+        while self._spares:
+            remove_worker_dir(self.root / self._spares.pop())
+
+
+def _clean_empty_dir(path: Path) -> bool:
+    """Is ``path`` a real (not symlinked), empty directory of mode 0700 owned by us?"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        return (
+            stat.S_IMODE(st.st_mode) == 0o700
+            and st.st_uid == os.getuid()
+            and not os.listdir(fd)
+        )
+    finally:
+        os.close(fd)
 
 
 def leftover_workers(workers_root: Path) -> list[Path]:

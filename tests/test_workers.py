@@ -8,6 +8,8 @@ import pytest
 
 from conductor.errors import UserError
 from conductor.workers import (
+    SPARE_PREFIX,
+    WorkerDirs,
     create_worker_dir,
     leftover_workers,
     new_secret,
@@ -62,3 +64,69 @@ def test_leftover_dir_replaced_and_symlink_not_followed(tmp_path: Path) -> None:
     link.symlink_to(victim)
     remove_worker_dir(link)
     assert not link.exists() and (victim / "keep.txt").read_text() == "keep"
+
+
+def _spares(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(SPARE_PREFIX))
+
+
+def test_ended_empty_dir_is_reused_not_freed(tmp_path: Path) -> None:
+    """An empty worker dir becomes a spare and the next worker gets that same inode."""
+    dirs = WorkerDirs(tmp_path, new_secret(tmp_path))
+    first, _ = dirs.create("a", 1)
+    inode = first.stat().st_ino
+    dirs.remove("a.1")
+    assert not first.exists() and leftover_workers(tmp_path) == []
+    assert len(_spares(tmp_path)) == 1
+    second, token = dirs.create("b", 1)
+    assert second == tmp_path / "b.1" and second.stat().st_ino == inode
+    assert _spares(tmp_path) == [] and list(second.iterdir()) == []
+    assert verify_token(tmp_path, "b.1", token).task == "b"
+    dirs.remove("b.1")
+    dirs.close()
+    assert _spares(tmp_path) == [] and leftover_workers(tmp_path) == []
+
+
+def test_used_or_tampered_dirs_are_removed_not_reused(tmp_path: Path) -> None:
+    """A dir with files, a chmod'ed dir, a planted symlink or file: none becomes a spare."""
+    dirs = WorkerDirs(tmp_path, new_secret(tmp_path))
+    used, _ = dirs.create("used", 1)
+    (used / "SKILL.md").write_text("x")
+    opened, _ = dirs.create("opened", 1)
+    opened.chmod(0o777)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep")
+    linked, _ = dirs.create("linked", 1)
+    linked.rmdir()
+    linked.symlink_to(victim)
+    filed, _ = dirs.create("filed", 1)
+    filed.rmdir()
+    filed.write_text("not a dir")
+    for wid in ("used.1", "opened.1", "linked.1", "filed.1", "never.1"):
+        dirs.remove(wid)
+    assert _spares(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".secret", "victim"]
+    assert (victim / "keep.txt").read_text() == "keep"
+
+
+def test_spare_never_clobbers_a_leftover_with_files(tmp_path: Path) -> None:
+    """Creating over a leftover dir with files replaces it with an empty one; no spare leaks."""
+    dirs = WorkerDirs(tmp_path, new_secret(tmp_path))
+    dirs.create("a", 1)
+    dirs.remove("a.1")
+    leftover = tmp_path / "b.1"
+    leftover.mkdir(mode=0o700)
+    (leftover / "old.txt").write_text("old")
+    path, _ = dirs.create("b", 1)
+    assert path == leftover and list(path.iterdir()) == []
+    assert _spares(tmp_path) == []
+
+
+def test_spares_of_a_killed_run_are_removed(tmp_path: Path) -> None:
+    """Spares left by a conductor that died are gone once the next run sets up."""
+    (tmp_path / f"{SPARE_PREFIX}7").mkdir()
+    (tmp_path / f"{SPARE_PREFIX}8").mkdir()
+    (tmp_path / f"{SPARE_PREFIX}8" / "junk").write_text("x")
+    WorkerDirs(tmp_path, new_secret(tmp_path))
+    assert _spares(tmp_path) == []

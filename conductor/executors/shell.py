@@ -16,13 +16,15 @@ recorded in WORKER_STARTED.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,13 +42,43 @@ BUS_ENV = "CONDUCTOR_BUS_DIR"
 
 def argv_for(command: str) -> list[str] | str:
     """An argv to exec directly when ``command`` has no shell syntax, else the string."""
+    parsed = _parse(command)
+    return list(parsed) if isinstance(parsed, tuple) else parsed
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(command: str) -> tuple[str, ...] | str:
     if any(ch in _SHELL_CHARS for ch in command):
         return command
     try:
         argv = shlex.split(command)
     except ValueError:
         return command
-    return argv if argv else command
+    return tuple(argv) if argv else command
+
+
+def _which(name: str, path: str | None) -> str | None:
+    """``name`` resolved on ``path`` the way ``execvp`` would, remembered per (name, path).
+
+    Spawning by absolute path spares the child a failed exec per ``PATH`` entry before the
+    right one, which the conductor waits out on every spawn. ``None``: not found (the spawn
+    then searches itself and reports the error).
+    """
+    key = (name, path)
+    if key in _WHICH:
+        return _WHICH[key]
+    if "/" in name:
+        found: str | None = name  # exec uses a path with a slash as it is
+    else:
+        hit = shutil.which(name, path=path)
+        found = os.path.abspath(hit) if hit else None
+    if len(_WHICH) >= 1024:
+        _WHICH.clear()
+    _WHICH[key] = found
+    return found
+
+
+_WHICH: dict[tuple[str, str | None], str | None] = {}
 
 
 def open_log(path: Path) -> BinaryIO:
@@ -77,13 +109,15 @@ async def run_command(
     *,
     cwd: Path,
     log_path: Path,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    base_env: Mapping[str, str] | None = None,
 ) -> int:
     """Run ``command`` with output appended to ``log_path``; return its exit code.
 
-    Cancelling the caller terminates the process group and waits for it.
+    The child's environment is ``base_env`` (default: this process's environment now) with
+    ``env`` on top. Cancelling the caller terminates the process group and waits for it.
     """
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**(os.environ if base_env is None else base_env), **(env or {})}
     argv = argv_for(command)
     if _HAVE_PIDFD:
         return await _run_spawned(argv, command, cwd=cwd, log_path=log_path, env=full_env)
@@ -132,17 +166,7 @@ async def _run_spawned(
     args = _argv_in(cwd, argv)
     with open_log(log_path) as log:
         try:
-            pid = os.posix_spawnp(  # noqa: ASYNC221 - returns once the child exists; no wait
-                args[0],
-                args,
-                env,
-                setsid=True,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
-                    (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
-                ],
-            )
+            pid = _spawn(args, env, log.fileno())
         except OSError as exc:
             log.write(f"conductor: cannot start {command!r}: {exc}\n".encode())
             return 127
@@ -157,6 +181,22 @@ async def _run_spawned(
         os.close(pidfd)
     _, status = os.waitpid(pid, 0)  # noqa: ASYNC222 - the pidfd said it exited: no wait
     return os.waitstatus_to_exitcode(status)
+
+
+def _spawn(args: list[str], env: dict[str, str], log_fd: int) -> int:
+    """posix_spawn ``args`` in a new session, stdin from /dev/null, output to ``log_fd``."""
+    file_actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, log_fd, 1),
+        (os.POSIX_SPAWN_DUP2, log_fd, 2),
+    ]
+    path = _which(args[0], os.environ.get("PATH"))
+    if path is not None:
+        try:
+            return os.posix_spawn(path, args, env, setsid=True, file_actions=file_actions)
+        except OSError:
+            _WHICH.pop((args[0], os.environ.get("PATH")), None)  # moved or removed since
+    return os.posix_spawnp(args[0], args, env, setsid=True, file_actions=file_actions)
 
 
 def _argv_in(cwd: Path, argv: list[str] | str) -> list[str]:
@@ -226,7 +266,14 @@ def _alive(pid: int) -> bool:
 
 
 class ShellExecutor:
-    """Runs ``task.run`` in the repository; success is exit code 0."""
+    """Runs ``task.run`` in the repository; success is exit code 0.
+
+    Children get the environment this process had when the executor was made (one per run),
+    plus the attempt's ``CONDUCTOR_*`` variables.
+    """
+
+    def __init__(self) -> None:
+        self.base_env = dict(os.environ)
 
     async def execute(self, ctx: AttemptContext) -> Outcome:
         """Run the command; the log gets its stdout and stderr."""
@@ -238,6 +285,7 @@ class ShellExecutor:
             cwd=ctx.repo,
             log_path=ctx.log_path,
             env=ctx.env,
+            base_env=self.base_env,
         )
         if code == 0:
             return Outcome(ok=True, exit_code=0)
