@@ -15,7 +15,6 @@ from conductor.cli.app import handle_errors, main, repo_option, resolve_track, s
 from conductor.errors import UserError
 from conductor.paths import StateDir
 from conductor.state import TaskStatus, load_state
-from conductor.templates import check_templates
 from conductor.track import load_track
 
 if TYPE_CHECKING:
@@ -96,6 +95,8 @@ def _run(
     if from_task is not None:
         track.task(from_task)  # unknown task: a clear error before anything starts
     if any(not task.run for task in track.tasks):
+        from conductor.templates import check_templates
+
         check_templates(track, repo)  # a bad template or agent fails before anything runs
     options = RunOptions(
         repo=repo,

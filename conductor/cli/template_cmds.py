@@ -6,13 +6,14 @@ import importlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from conductor.agents import AgentRegistry, TrackSpec
 from conductor.cli.app import handle_errors, main, repo_option
-from conductor.templates import BASE_TEMPLATE, TemplateSet
+
+if TYPE_CHECKING:
+    from conductor.agents import TrackSpec
 
 _ANY_OTHER = "(any other)"
 
@@ -60,6 +61,8 @@ def templates_group() -> None:
 def templates_list(repo: Path, track_file: Path | None, as_json: bool) -> None:
     """List every template: its name, layer, file, and the task types that use it."""
     track = load_track_file(track_file) if track_file is not None else None
+    from conductor.templates import BASE_TEMPLATE, TemplateSet
+
     templates = TemplateSet(repo, track)
     used_types = [t.type for t in track.tasks if t.type] if track is not None else []
     entries: list[dict[str, Any]] = []
@@ -94,6 +97,8 @@ def templates_show(type_or_name: str, repo: Path, track_file: Path | None) -> No
     starting point for an override; where it came from goes to stderr.
     """
     track = load_track_file(track_file) if track_file is not None else None
+    from conductor.templates import TemplateSet
+
     templates = TemplateSet(repo, track)
     name = type_or_name if type_or_name in templates.names() else None
     name = name or templates.template_for(type_or_name)
@@ -127,6 +132,8 @@ def agents_list(track_file: Path, repo: Path, as_json: bool) -> None:
     Tasks with a run: command have no agent.
     """
     track = load_track_file(track_file)
+    from conductor.agents import AgentRegistry
+
     registry = AgentRegistry(track, repo)
     entries: list[dict[str, Any]] = []
     for task in track.tasks:

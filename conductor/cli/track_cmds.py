@@ -10,7 +10,6 @@ import click
 from conductor.cli.app import handle_errors, main, repo_option
 from conductor.errors import ConductorError
 from conductor.plan import make_plan, render_dot, render_json, render_mermaid, render_text
-from conductor.templates import check_templates, preview_worker
 from conductor.track import load_track
 
 _TRACK_ARG = click.argument("track", type=click.Path(path_type=Path, dir_okay=True))
@@ -32,6 +31,8 @@ def validate(track: Path, as_json: bool, repo: Path) -> None:
     """
     try:
         loaded = load_track(track)
+        from conductor.templates import check_templates
+
         check_templates(loaded, repo)
     except ConductorError as exc:
         if as_json:
@@ -98,6 +99,7 @@ def plan(track: Path, fmt: str, show_prompt: str | None, repo: Path) -> None:
             click.echo(f"task {task.id} runs a shell command, not a Claude session:\n{task.run}")
             return
         from conductor.executors.claude import user_prompt
+        from conductor.templates import preview_worker
 
         rendered = preview_worker(loaded, task, repo, feedback="")
         click.echo(f"# {rendered.path} (template {rendered.template})", err=True)
