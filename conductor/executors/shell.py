@@ -190,12 +190,13 @@ def _spawn(args: list[str], env: dict[str, str], log_fd: int) -> int:
         (os.POSIX_SPAWN_DUP2, log_fd, 1),
         (os.POSIX_SPAWN_DUP2, log_fd, 2),
     ]
-    path = _which(args[0], os.environ.get("PATH"))
+    search = os.environ.get("PATH")  # what posix_spawnp searches: this process's PATH
+    path = _which(args[0], search)
     if path is not None:
         try:
             return os.posix_spawn(path, args, env, setsid=True, file_actions=file_actions)
         except OSError:
-            _WHICH.pop((args[0], os.environ.get("PATH")), None)  # moved or removed since
+            _WHICH.pop((args[0], search), None)  # moved or removed since: search again
     return os.posix_spawnp(args[0], args, env, setsid=True, file_actions=file_actions)
 
 
