@@ -140,8 +140,8 @@ class WorkerDirs:
 
     Removing a directory frees its inode. On ext4 without a journal (common on CI machines and
     VMs) the allocator then skips every inode freed in the last few minutes, one buffer lookup
-    each, on every later create in that block group: in a run of 2,000 short tasks that made
-    and removed a directory per attempt, that scan took over a quarter of the CPU. So an ended
+    each, on every later create in that block group, so a run that freed an inode per attempt
+    made each later bus message and log file slower to create than the last. So an ended
     worker's directory, when it is still an empty, private, real directory, is renamed aside
     to ``.spare.<n>`` and renamed into place for the next worker; anything else is removed as
     before. At most ``max_parallel`` spares exist; ``close`` removes them, and a new
