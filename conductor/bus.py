@@ -655,17 +655,23 @@ class Bus:
 
     def _tail_locked(self, n: int) -> int:
         """Given an index of ``n`` records, the last published seq (under the lock)."""
+        last = self._tail(n)
+        return self._rebuild_locked("the last index record is garbled") if last is None else last
+
+    def _tail(self, n: int) -> int | None:
+        """Given an index of ``n`` records, the last published seq; None if the last record is
+        garbled. A record whose file is missing is an unfinished post: its writer died between
+        writing the record and linking, so that slot is free."""
         if n == 0:
             return 0
         name = _parse_record(os.pread(self._ifd, _W, (n - 1) * _W), n)
         if name is None:
-            return self._rebuild_locked("the last index record is garbled")
+            return None
         if name == HOLE:
             return n
         try:
             os.stat(name, dir_fd=self._dfd, follow_symlinks=False)
         except FileNotFoundError:
-            # Its writer died between writing the record and linking: slot n is free.
             return n - 1
         return n
 
@@ -804,20 +810,9 @@ class Bus:
     def last_seq(self) -> int:
         """The highest published sequence number (0 if none); a stat, a pread and a stat."""
         self._check_open()
-        size = self._refresh_index()
-        n = size // _W
-        if n == 0:
-            return 0
-        name = _parse_record(os.pread(self._ifd, _W, (n - 1) * _W), n)
-        if name is None:
-            return n - 1
-        if name == HOLE:
-            return n
-        try:
-            os.stat(name, dir_fd=self._dfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return n - 1
-        return n
+        n = self._refresh_index() // _W
+        last = self._tail(n)
+        return n - 1 if last is None else last  # readers never repair: count it unpublished
 
     def get(self, seq: int) -> Message | None:
         """Message ``seq``; None if it is not (yet) published or is a quarantined hole."""
