@@ -33,6 +33,9 @@ class MessageType(StrEnum):
     API_RETRY = "API_RETRY"
     VERIFY_RESULT = "VERIFY_RESULT"
     REVIEW_RESULT = "REVIEW_RESULT"
+    COPY_MADE = "COPY_MADE"
+    COPY_REMOVED = "COPY_REMOVED"
+    LANDING = "LANDING"
     TASK_COMPLETE = "TASK_COMPLETE"
     TASK_FAILED = "TASK_FAILED"
     TASK_RETRY = "TASK_RETRY"
@@ -46,6 +49,8 @@ class MessageType(StrEnum):
     APPROVE = "APPROVE"
     SKIP = "SKIP"
     NOTE = "NOTE"
+    # Written by the post-commit hook (``conductor hooks install``): {sha, subject, author, files}
+    PERSON_COMMIT = "PERSON_COMMIT"
 
 
 HUMAN_TYPES = frozenset({MessageType.APPROVE, MessageType.SKIP, MessageType.NOTE})

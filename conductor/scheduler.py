@@ -40,19 +40,26 @@ import anyio.abc
 import structlog
 
 from conductor.bus import Bus, Durability
-from conductor.errors import ConductorError
-from conductor.executors.base import AttemptContext, Executor, Outcome
-from conductor.executors.shell import (
-    ShellExecutor,
-    append_log,
-    reap_orphans,
-    run_command,
-    tail,
+from conductor.errors import ConductorError, UserError
+from conductor.commands import TAG_ENV, append_log, reap_orphans, run_command, run_tag, tail
+from conductor.copies import GitError
+from conductor.executors.base import (
+    AttemptContext,
+    Executor,
+    Needs,
+    Outcome,
+    Sandbox,
+    needs_of,
 )
+from conductor.isolation import Isolation, Judgement, LandConflict, Workspace
+from conductor.landing import change_to_dict, commit_message, finish_landing
 from conductor.locks import PathLocks, RunLock
 from conductor.messages import Message, MessageType
 from conductor.paths import StateDir
 from conductor.plan import conflicting_pairs, is_shared, make_plan
+from conductor.sandbox import INSTALL_HINT as SANDBOX_HINT
+from conductor.sandbox import sandbox_wrapper
+from conductor.sandbox import unavailable as sandbox_unavailable
 from conductor.state import (
     DONE,
     TaskStatus,
@@ -83,6 +90,15 @@ CACHE_EVERY = 5000
 
 RESCAN_EVERY = 30.0
 """Seconds between sweeps of the bus directory for stray files during a run."""
+
+_PRIVATE_ENV = (
+    "CONDUCTOR_WORKER_TOKEN",
+    "CONDUCTOR_WORKER_DIR",
+    "CONDUCTOR_STATE_DIR",
+    "CONDUCTOR_BUS_DIR",
+    "CONDUCTOR_REPO",
+)
+"""Variables that name the state directory or prove a worker's identity."""
 
 EXIT_CODES: dict[RunStatus, int] = {"complete": 0, "failed": 1, "budget": 4, "interrupted": 130}
 
@@ -144,6 +160,8 @@ class RunResult:
 
 def default_executors() -> ExecutorFactory:
     """Shell for tasks with ``run:``, a Claude session for the others (created lazily)."""
+    from conductor.executors.shell import ShellExecutor
+
     shell = ShellExecutor()
     claude: list[Executor] = []
 
@@ -231,6 +249,10 @@ class Scheduler:
         self._workers: WorkerDirs | None = None
         self.base_env = dict(os.environ)
         """The environment children inherit: this process's, as the run started."""
+        self.isolation = Isolation(self.repo, self.sd, track.id)
+        """Copies, verdicts and landings of attempts that work in a copy."""
+        self._kept: dict[str, str] = {}
+        """Task → worker whose failed copy is kept for inspection."""
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -390,6 +412,7 @@ class Scheduler:
         """Run the track to its end; see the module docstring."""
         started = time.monotonic()
         self.sd.ensure()
+        self._preflight()
         with RunLock(self.sd, self.track.id):
             self._bus = Bus.for_state(self.sd, self.track.id, durability=self.options.durability)
             try:
@@ -420,6 +443,25 @@ class Scheduler:
                 self.bus.close()
                 structlog.contextvars.unbind_contextvars("track")
 
+    def _preflight(self) -> None:
+        """Refuse to start what cannot run safely: copies outside git, no sandbox."""
+        needs = [needs_of(self.executors(t), t) for t in self.track.tasks]
+        if any(n.copy for n in needs):
+            self.isolation.prepare()
+        if any(n.sandbox for n in needs):
+            if not self.track.sandbox:
+                log.warning(
+                    "sandbox: off: attempts in a copy run unsandboxed; their commands can "
+                    "write anywhere you can, including the bus"
+                )
+            else:
+                reason = sandbox_unavailable()
+                if reason is not None:
+                    raise UserError(
+                        f"cannot sandbox attempts: {reason}; {SANDBOX_HINT}",
+                        path=self.track.source,
+                    )
+
     def _load_state(self) -> None:
         self._rescan()
         self.state = load_state(self.bus, self.sd.cache, self.track.id)
@@ -431,23 +473,31 @@ class Scheduler:
             log.warning("quarantined stray files in the bus", files=[str(p) for p in moved])
 
     def _recover(self) -> None:
-        """Record attempts a dead conductor left in flight; end their orphans; clean up."""
+        """Record attempts a dead conductor left in flight; end their orphans; clean up.
+
+        An attempt whose LANDING was recorded is finished instead when its commit reached
+        ``HEAD``: its TASK_COMPLETE is written now, so accepted work is never redone.
+        """
         orphans = reap_orphans(self.sd.bus)
         for ts in list(self.state.tasks.values()):
             if ts.in_flight is None or ts.status is not TaskStatus.RUNNING:
                 continue
             wid = ts.worker or worker_id(ts.id, ts.in_flight)
-            reaped = self._reap_session(ts.started)
-            self.post(
-                MessageType.WORKER_LOST,
-                task=ts.id,
-                worker=wid,
-                attempt=ts.in_flight,
-                payload={
-                    "reason": "the conductor ended while the attempt ran",
-                    "reaped": reaped or bool(orphans),
-                },
+            reaped = self._reap_session(ts.id, ts.started)
+            landed = ts.landing is not None and self._finish_landing(
+                ts.id, wid, ts.in_flight, ts.landing
             )
+            if not landed:
+                self.post(
+                    MessageType.WORKER_LOST,
+                    task=ts.id,
+                    worker=wid,
+                    attempt=ts.in_flight,
+                    payload={
+                        "reason": "the conductor ended while the attempt ran",
+                        "reaped": reaped or bool(orphans),
+                    },
+                )
             self.locks.break_worker(wid, reason=f"worker {wid} was lost")
             remove_worker_dir(self.sd.workers / wid)
         if orphans:
@@ -455,14 +505,55 @@ class Scheduler:
         for leftover in leftover_workers(self.sd.workers):
             remove_worker_dir(leftover)
         self.locks.break_dead()
+        for wid in self.isolation.leftovers():
+            self.isolation.discard(wid)
+            task, _, attempt = wid.rpartition(".")
+            self.post(
+                MessageType.COPY_REMOVED,
+                task=task if task in self.tasks else None,
+                worker=wid,
+                attempt=int(attempt) if attempt.isdigit() else None,
+                payload={"path": self._rel(self.isolation.dir / wid), "kept": False,
+                         "reason": "left by an earlier run"},
+            )
+        self.isolation.drop_snapshot_refs()
 
-    def _reap_session(self, started: dict[str, Any] | None) -> bool:
-        """End a Claude CLI recorded in WORKER_STARTED, if it still runs."""
-        if not started or not started.get("cli_pid"):
+    def _finish_landing(self, tid: str, wid: str, attempt: int, landing: dict[str, Any]) -> bool:
+        """Complete a landing a killed conductor began; True if it had landed."""
+        try:
+            landed = finish_landing(self.isolation.checkout, landing)
+        except (ConductorError, OSError) as exc:
+            log.warning("cannot finish an interrupted landing", task_id=tid, error=str(exc))
             return False
-        from conductor.executors.claude import reap_orphan
+        if not landed:
+            return False
+        payload = {
+            key: landing[key]
+            for key in ("hash", "cost_usd", "duration", "summary", "files_changed", "commit")
+            if key in landing
+        }
+        self.post(
+            MessageType.TASK_COMPLETE,
+            task=tid,
+            worker=wid,
+            attempt=attempt,
+            payload={**payload, "recovered": "the landing was finished on resume"},
+        )
+        return True
 
-        return reap_orphan(started)
+    def _reap_session(self, tid: str, started: dict[str, Any] | None) -> bool:
+        """End what an attempt recorded in WORKER_STARTED, if it still runs."""
+        if not started or tid not in self.tasks:
+            return False
+        recover = getattr(self.executors(self.tasks[tid]), "recover", None)
+        return bool(recover(started)) if callable(recover) else False
+
+    def _rel(self, path: Path) -> str:
+        """``path`` relative to the checkout when it is inside it, else absolute."""
+        try:
+            return path.relative_to(self.repo).as_posix()
+        except ValueError:
+            return str(path)
 
     def _reset_stale(self) -> None:
         """Reset changed tasks (and downstream), ``--from`` (and downstream), failed tasks."""
@@ -564,44 +655,114 @@ class Scheduler:
         started = time.monotonic()
         log_path = self.sd.logs / f"{wid}.log"
         outcome: Outcome | None = None
+        run = _AttemptRun(task=task, attempt=attempt, worker=wid, started=started)
         try:
             with scope:
-                outcome = await self._execute(task, attempt, wid, feedback, log_path)
+                outcome = await self._execute(run, feedback, log_path)
         finally:
             # No await below: a cancelled attempt still records its end and cleans up.
             try:
                 self._record(task, attempt, wid, outcome, time.monotonic() - started, log_path)
             finally:
-                if task.files or not task.run:  # shell tasks lock only their declared files
+                if run.needs.locks:
                     self.locks.release_all(wid)
                 self.workers.remove(wid)
+                self._close_copy(run, outcome)
                 self.live_cost.pop(wid, None)
                 del self.running[tid]
                 self.kick()
 
-    async def _execute(
-        self, task: Task, attempt: int, wid: str, feedback: str | None, log_path: Path
-    ) -> Outcome:
-        shared = self.shared.get(task.id, ())
-        for path in task.files:
-            if is_shared(path, shared):
-                continue  # declared shared: tasks may hold it together, so nobody locks it
-            try:
-                self.locks.acquire(path, worker=wid, task=task.id, attempt=attempt)
-            except ConductorError as exc:
-                return Outcome(ok=False, error=f"cannot lock {path}: {exc}")
+    def _close_copy(self, run: _AttemptRun, outcome: Outcome | None) -> None:
+        """Remove the attempt's copy; keep a failed one (and drop the task's older one)."""
+        ws = run.workspace
+        if ws is None:
+            return
+        keep = outcome is not None and not outcome.ok
+        tid = run.task.id
+        if keep:
+            older = self._kept.pop(tid, None)
+            if older is not None and self.isolation.discard(older):
+                self._post_copy_removed(tid, older, kept=False)
+        try:
+            self.isolation.close(ws, keep=keep)
+        except (ConductorError, OSError) as exc:
+            log.warning("cannot remove the attempt's copy", error=str(exc), path=str(ws.path))
+        if keep:
+            self._kept[tid] = run.worker
+        self._post_copy_removed(tid, run.worker, kept=keep)
+
+    def _post_copy_removed(self, tid: str, wid: str, *, kept: bool) -> None:
+        _, _, attempt = wid.rpartition(".")
+        self.post(
+            MessageType.COPY_REMOVED,
+            task=tid,
+            worker=wid,
+            attempt=int(attempt),
+            payload={"path": self._rel(self.isolation.dir / wid), "kept": kept},
+        )
+
+    async def _execute(self, run: _AttemptRun, feedback: str | None, log_path: Path) -> Outcome:
+        task, attempt, wid = run.task, run.attempt, run.worker
+        executor = self.executors(task)
+        run.needs = needs = needs_of(executor, task)
+        if needs.locks:
+            shared = self.shared.get(task.id, ())
+            for path in task.files:
+                if is_shared(path, shared):
+                    continue  # declared shared: tasks may hold it together, so nobody locks it
+                try:
+                    self.locks.acquire(path, worker=wid, task=task.id, attempt=attempt)
+                except ConductorError as exc:
+                    return Outcome(ok=False, error=f"cannot lock {path}: {exc}")
         worker_dir, token = self.workers.create(task.id, attempt)
         env = {
             "CONDUCTOR_TRACK": self.track.id,
             "CONDUCTOR_TASK": task.id,
             "CONDUCTOR_ATTEMPT": str(attempt),
             "CONDUCTOR_WORKER": wid,
-            "CONDUCTOR_WORKER_TOKEN": token,
-            "CONDUCTOR_WORKER_DIR": str(worker_dir),
-            "CONDUCTOR_STATE_DIR": str(self.sd.root.parent),
-            "CONDUCTOR_BUS_DIR": str(self.sd.bus),
-            "CONDUCTOR_REPO": str(self.repo),
         }
+        ws: Workspace | None = None
+        if needs.copy:
+            try:
+                ws = await anyio.to_thread.run_sync(self.isolation.open, wid)
+            except (ConductorError, OSError) as exc:
+                return Outcome(ok=False, error=f"cannot make the attempt's copy: {exc}")
+            run.workspace = ws
+            snap = ws.copy.snapshot
+            self.post(
+                MessageType.COPY_MADE,
+                task=task.id,
+                worker=wid,
+                attempt=attempt,
+                payload={
+                    "path": self._rel(ws.path),
+                    "snapshot": snap.commit,
+                    "head": snap.head,
+                    "uncommitted": not snap.clean,
+                    "seconds": round(time.monotonic() - run.started, 3),
+                },
+            )
+            # An attempt in a copy never learns where the bus is, and holds no token: the
+            # variables are blanked, not just left out, so this process's own do not leak.
+            env.update({name: "" for name in _PRIVATE_ENV})
+            env.update({TAG_ENV: run_tag(self.sd.bus), "TMPDIR": str(ws.tmp)})
+            token = ""
+        else:
+            env.update(
+                {
+                    "CONDUCTOR_WORKER_TOKEN": token,
+                    "CONDUCTOR_WORKER_DIR": str(worker_dir),
+                    "CONDUCTOR_STATE_DIR": str(self.sd.root.parent),
+                    "CONDUCTOR_BUS_DIR": str(self.sd.bus),
+                    "CONDUCTOR_REPO": str(self.repo),
+                }
+            )
+        sandbox = None
+        if needs.sandbox and self.track.sandbox:
+            sandbox = Sandbox(
+                allowed_domains=tuple(self.track.network.allowed_domains),
+                hidden=(self.sd.root.parent,),
+            )
 
         def post(mtype: str, *, payload: dict[str, Any] | None = None) -> Message:
             return self.bus.post(mtype, task=task.id, worker=wid, attempt=attempt, payload=payload)
@@ -620,18 +781,27 @@ class Scheduler:
             token=token,
             env=env,
             budget_left_usd=self._budget_left(),
-            services={"locks": self.locks, "bus": self.bus},
+            locks=self.locks,
+            bus=self.bus,
+            workdir=ws.path if ws is not None else None,
+            tmp_dir=ws.tmp if ws is not None else None,
+            sandbox=sandbox,
         )
-        outcome = await self._run_executor(ctx)
+        outcome = await self._run_executor(ctx, executor)
+        if ws is not None:
+            outcome = await self._judge(ctx, run, ws, outcome)
         if outcome.ok and task.verify:
             outcome = await self._verify(ctx, outcome)
+        if outcome.ok and ws is not None:
+            with anyio.CancelScope(shield=True):
+                outcome = await anyio.to_thread.run_sync(self._land, ctx, run, ws, outcome)
         return outcome
 
-    async def _run_executor(self, ctx: AttemptContext) -> Outcome:
+    async def _run_executor(self, ctx: AttemptContext, executor: Executor) -> Outcome:
         timeout = ctx.task.timeout
         try:
             with anyio.move_on_after(timeout) as scope:
-                return await self.executors(ctx.task).execute(ctx)
+                return await executor.execute(ctx)
         except ConductorError as exc:
             return Outcome(ok=False, error=str(exc), retryable=False)
         except Exception as exc:  # an executor bug must fail the attempt, not the run
@@ -640,18 +810,113 @@ class Scheduler:
         assert scope.cancelled_caught
         return Outcome(ok=False, timed_out=True, error=f"timed out after {timeout:g}s")
 
+    async def _judge(
+        self, ctx: AttemptContext, run: _AttemptRun, ws: Workspace, outcome: Outcome
+    ) -> Outcome:
+        """Judge the attempt by what its copy changed (``conductor.isolation``)."""
+        try:
+            judgement = await anyio.to_thread.run_sync(
+                self.isolation.judge, ws, ctx.task, outcome.claimed_files
+            )
+        except (ConductorError, OSError) as exc:
+            return replace(
+                outcome, ok=False, error=f"cannot read what the attempt changed: {exc}"
+            )
+        run.judgement = judgement
+        extra = dict(outcome.extra)
+        if judgement.rejected:
+            extra["rejected_paths"] = list(judgement.rejected)
+        outcome = replace(outcome, files_changed=judgement.state.paths, extra=extra)
+        if not outcome.ok:
+            return outcome
+        if judgement.error is not None:
+            return replace(outcome, ok=False, error=judgement.error)
+        if ctx.task.verify:
+            removed = await anyio.to_thread.run_sync(self.isolation.prepare_verify, ws, ctx.task)
+            if removed:
+                append_log(
+                    ctx.log_path,
+                    "\nconductor: removed ignored files outside the task's files before "
+                    f"verify: {', '.join(removed[:20])}\n",
+                )
+        return outcome
+
+    def _land(
+        self, ctx: AttemptContext, run: _AttemptRun, ws: Workspace, outcome: Outcome
+    ) -> Outcome:
+        """Commit the accepted work on the checkout's HEAD (``conductor.landing``)."""
+        assert run.judgement is not None
+        state = run.judgement.state
+        if not state.changes:
+            return replace(outcome, extra={**outcome.extra, "commit": None})
+        task = ctx.task
+        title = f"{self.track.id}/{task.id}" + (f": {task.name}" if task.name != task.id else "")
+        message = commit_message(
+            title,
+            outcome.summary,
+            {
+                "Conductor-Track": self.track.id,
+                "Conductor-Task": task.id,
+                "Conductor-Attempt": ctx.attempt,
+                "Conductor-Agent": outcome.extra.get("agent"),
+                "Conductor-Cost": f"{outcome.cost_usd:.4f} USD" if outcome.cost_usd else None,
+                "Conductor-Session": outcome.session_id,
+            },
+        )
+
+        def before_move(commit: str, parent: str | None) -> None:
+            self.post(
+                MessageType.LANDING,
+                task=task.id,
+                worker=ctx.worker_id,
+                attempt=ctx.attempt,
+                payload={
+                    "commit": commit,
+                    "parent": parent,
+                    "snapshot": ws.copy.snapshot.commit,
+                    "changes": [change_to_dict(c) for c in state.changes],
+                    "hash": self.hashes[task.id],
+                    "cost_usd": outcome.cost_usd,
+                    "duration": round(time.monotonic() - run.started, 3),
+                    "summary": outcome.summary,
+                    "files_changed": state.paths,
+                },
+            )
+
+        try:
+            landed = self.isolation.land(ws, state, message, before_move)
+        except LandConflict as exc:
+            retry = all("changed in HEAD" in line for line in exc.message.split("; "))
+            return replace(
+                outcome,
+                ok=False,
+                error=str(exc),
+                retryable=retry,
+                extra={**outcome.extra, "conflicts": exc.paths},
+            )
+        except (GitError, OSError) as exc:
+            return replace(outcome, ok=False, error=f"cannot land the attempt's work: {exc}")
+        extra = {**outcome.extra, "commit": landed.commit}
+        if landed.incomplete:
+            extra["landing_warning"] = landed.incomplete
+            log.warning("landed, but the working tree was not fully updated",
+                        error=landed.incomplete)
+        return replace(outcome, extra=extra)
+
     async def _verify(self, ctx: AttemptContext, outcome: Outcome) -> Outcome:
         results: list[dict[str, Any]] = []
+        wrap = sandbox_wrapper(ctx)
         for command in ctx.task.verify:
             append_log(ctx.log_path, f"\n$ {command}   # verify\n")
             began = time.monotonic()
             with anyio.move_on_after(ctx.task.timeout) as scope:
                 code = await run_command(
                     command,
-                    cwd=ctx.repo,
+                    cwd=ctx.cwd,
                     log_path=ctx.log_path,
                     env=ctx.env,
                     base_env=self.base_env,
+                    wrap=wrap,
                 )
             if scope.cancelled_caught:
                 code = -1
@@ -823,3 +1088,23 @@ class Scheduler:
 
 def _kind(task: Task) -> str:
     return "shell" if task.run else "claude"
+
+
+@dataclass
+class _AttemptRun:
+    """What the scheduler keeps about one running attempt."""
+
+    task: Task
+    """The task."""
+    attempt: int
+    """The attempt number."""
+    worker: str
+    """The worker id."""
+    started: float
+    """``time.monotonic()`` at dispatch."""
+    needs: Needs = field(default_factory=lambda: Needs(locks=False))
+    """What its executor asked for (known once it is picked)."""
+    workspace: Workspace | None = None
+    """Its copy, when it works in one."""
+    judgement: Judgement | None = None
+    """The verdict on its copy's changes."""

@@ -17,6 +17,9 @@ Rules (the resume semantics live here):
 - SKIP (a person's): skipped; dependents may start. Only a TASK_RESET or a TASK_COMPLETE
   changes a skipped task again.
 - APPROVE: the track is approved (``run --approve`` waits for it).
+- LANDING: the running attempt's accepted work is being committed; a conductor that dies
+  before TASK_COMPLETE leaves it for resume to finish (``conductor.landing``).
+- COPY_REMOVED with ``kept``: a failed attempt's copy stays for inspection.
 """
 
 from __future__ import annotations
@@ -77,6 +80,14 @@ class TaskState:
     """The fuller failure report (error and output tail) for the next attempt's prompt."""
     started: dict[str, Any] | None = None
     """The running attempt's WORKER_STARTED payload (session id, CLI pid) for orphan reaping."""
+    landing: dict[str, Any] | None = None
+    """The running attempt's LANDING payload: its commit may be in HEAD already."""
+    commit: str | None = None
+    """The commit that landed the completing attempt's work (None: nothing to land)."""
+    kept_copy: str | None = None
+    """A failed attempt's copy kept for inspection (until the next run)."""
+    denials: int = 0
+    """TOOL_DENIED messages of the task's attempts."""
 
 
 @dataclass
@@ -166,11 +177,23 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
             ts.in_flight = msg.attempt
         ts.worker = msg.worker
         ts.started = None
+        ts.landing = None
         if ts.status is not TaskStatus.SKIPPED:
             ts.status = TaskStatus.RUNNING
     elif mtype == MessageType.WORKER_STARTED:
         if msg.attempt is not None and msg.attempt == ts.in_flight:
             ts.started = dict(payload)
+    elif mtype == MessageType.LANDING:
+        if msg.attempt is not None and msg.attempt == ts.in_flight:
+            ts.landing = dict(payload)
+    elif mtype == MessageType.TOOL_DENIED:
+        ts.denials += 1
+    elif mtype == MessageType.COPY_REMOVED:
+        path = payload.get("path")
+        if payload.get("kept") and isinstance(path, str):
+            ts.kept_copy = path
+        elif path == ts.kept_copy:
+            ts.kept_copy = None
     elif mtype == MessageType.TASK_COMPLETE:
         ts.status = TaskStatus.COMPLETE
         ts.in_flight = None
@@ -182,12 +205,16 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
         ts.last_error = None
         ts.feedback = None
         ts.started = None
+        ts.landing = None
+        commit = payload.get("commit")
+        ts.commit = commit if isinstance(commit, str) else None
     elif mtype == MessageType.TASK_FAILED:
         ts.in_flight = None
         ts.failures += 1
         ts.last_error = str(payload.get("error") or "failed")
         ts.feedback = str(payload.get("feedback") or ts.last_error)
         ts.started = None
+        ts.landing = None
         ts.duration = _float(payload.get("duration"))
         ts.cost_usd += _float(payload.get("cost_usd")) or 0.0
         state.cost_usd += _float(payload.get("cost_usd")) or 0.0
@@ -197,12 +224,14 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
         if msg.attempt is None or ts.in_flight == msg.attempt:
             ts.in_flight = None
             ts.started = None
+            ts.landing = None
             if ts.status is TaskStatus.RUNNING:
                 ts.status = TaskStatus.PENDING
     elif mtype == MessageType.TASK_RESET:
         ts.status = TaskStatus.PENDING
         ts.failures = 0
         ts.hash = None
+        ts.commit = None
         ts.last_error = None
         ts.feedback = None
     elif mtype == MessageType.SKIP and ts.status is not TaskStatus.COMPLETE:
@@ -230,7 +259,7 @@ def replay(
 # --- the status cache ---------------------------------------------------------------------
 
 CACHE_NAME = "state.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def save_cache(cache_dir: Path, state: TrackState) -> None:

@@ -55,6 +55,17 @@ TYPE_RE = re.compile(r"[a-z][a-z0-9_-]*")
 
 PermissionMode = Literal["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk"]
 SettingSource = Literal["user", "project", "local"]
+Isolation = Literal["copy", "checkout"]
+
+
+def _on_off(value: Any) -> Any:
+    """``on``/``off`` (YAML reads them as booleans; quoted they are strings) and booleans."""
+    if isinstance(value, str) and value.strip().lower() in ("on", "off"):
+        return value.strip().lower() == "on"
+    return value
+
+
+OnOff = Annotated[bool, BeforeValidator(_on_off), Field(strict=True)]
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_MAX_PARALLEL = 4
@@ -253,6 +264,14 @@ class Agent(_Model):
     description: str | None = None
 
 
+class Network(_Model):
+    """What sandboxed commands of the track may reach (``network:``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allowed_domains: Strings = Field(default_factory=list)
+
+
 class Task(_Model):
     """One node of the DAG, with the track's ``defaults`` already applied."""
 
@@ -277,6 +296,7 @@ class Task(_Model):
     tools: StrList | None = None
     phase: Phase | None = None
     estimated_duration: Duration | None = None
+    isolation: Isolation | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -289,6 +309,20 @@ class Task(_Model):
     @classmethod
     def _dedupe(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _claude_tasks_use_copies(self) -> Task:
+        if self.isolation == "checkout" and not self.run:
+            raise ValueError(
+                "isolation: checkout is only for shell tasks (`run:`); a Claude task always "
+                "works in its own copy of the repository"
+            )
+        return self
+
+    @property
+    def in_copy(self) -> bool:
+        """The attempt works in its own copy: Claude tasks always, shell tasks when asked."""
+        return not self.run or self.isolation == "copy"
 
 
 class ParallelGroup(_Model):
@@ -319,6 +353,8 @@ class Track(_Model):
     setting_sources: list[SettingSource] = Field(default_factory=list)
     templates: RepoPath | None = None
     shared_files: RepoPathList = Field(default_factory=list)
+    sandbox: OnOff = True
+    network: Network = Field(default_factory=lambda: Network())
     source: Path | None = None
 
     _by_id: dict[str, Task] = PrivateAttr(default_factory=dict)
@@ -422,6 +458,7 @@ class _Defaults(_Model):
     max_turns: Count | None = None
     max_budget_usd: Money | None = None
     permission_mode: PermissionMode | None = None
+    isolation: Isolation | None = None
 
 
 class _AgentSpec(_Model):
@@ -468,6 +505,8 @@ class _TrackFile(_Model):
     setting_sources: list[SettingSource] = Field(default_factory=list)
     templates: RepoPath | None = None
     shared_files: RepoPathList = Field(default_factory=list)
+    sandbox: OnOff = True
+    network: Network = Field(default_factory=lambda: Network())
 
 
 _DEFAULTABLE = tuple(_Defaults.model_fields)
@@ -593,6 +632,8 @@ def _parse(text: str, source: Path | None, display: Path) -> Track:
         setting_sources=spec.setting_sources,
         templates=spec.templates,
         shared_files=spec.shared_files,
+        sandbox=spec.sandbox,
+        network=spec.network,
         source=source,
     )
     track._notes = _agent_notes(track, (doc, task_path))

@@ -1,10 +1,16 @@
 """The one small interface every executor implements.
 
 The scheduler owns every state transition: it posts TASK_DISPATCHED, materialises the worker
-directory, calls ``Executor.execute`` once per attempt, runs the task's ``verify`` commands,
-and posts TASK_COMPLETE or TASK_FAILED. An executor only does the work and reports what
-happened in an ``Outcome``; it may post informational messages (WORKER_STARTED, PROGRESS,
-CLAIM_*, TOOL_DENIED, API_RETRY) through ``AttemptContext.post``.
+directory (and, when the executor needs one, the attempt's own copy of the repository), calls
+``Executor.execute`` once per attempt, judges a copy by what changed in it, runs the task's
+``verify`` commands, lands accepted work and posts TASK_COMPLETE or TASK_FAILED. An executor
+only does the work and reports what happened in an ``Outcome``; it may post informational
+messages (WORKER_STARTED, PROGRESS, CLAIM_*, TOOL_DENIED, API_RETRY) through
+``AttemptContext.post``.
+
+An executor says what it needs for a task through ``needs`` (a copy, a sandbox, path locks)
+and how to end what a killed conductor left running through ``recover``; the scheduler knows
+nothing else about it. ``ExecutorBase`` has the defaults.
 
 Cancellation: the scheduler cancels ``execute`` (anyio cancellation) on timeout or Ctrl-C.
 An executor must leave no child process behind when cancelled.
@@ -18,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from conductor.bus import Bus
+    from conductor.locks import PathLocks
     from conductor.messages import Message
     from conductor.track import Task, Track
 
@@ -39,7 +47,7 @@ class AttemptContext:
     worker_id: str
     """``<task>.<attempt>``: names the worker directory and signs its messages."""
     repo: Path
-    """The repository checkout; commands and sessions run here."""
+    """The person's repository checkout."""
     worker_dir: Path
     """The ephemeral worker directory (exists; removed by the scheduler afterwards)."""
     log_path: Path
@@ -51,13 +59,50 @@ class AttemptContext:
     feedback: str | None = None
     """Why the previous attempt failed, for the next prompt; None on the first attempt."""
     token: str = ""
-    """Secret that lets this worker (and only it) post through ``conductor bus post``."""
+    """Secret that lets this worker (and only it) post through ``conductor bus post``; empty
+    for attempts in a copy, which never post themselves."""
     env: dict[str, str] = field(default_factory=dict)
-    """Extra environment for children: CONDUCTOR_* variables naming the bus and the worker."""
+    """Extra environment for children: CONDUCTOR_* variables naming the worker (and, outside
+    a copy, the bus)."""
     budget_left_usd: float | None = None
     """Track budget still unspent when the attempt starts; None when there is no budget."""
-    services: dict[str, Any] = field(default_factory=dict)
-    """Shared run services by name (``"locks"``: the track's ``PathLocks``)."""
+    locks: PathLocks | None = None
+    """The track's path locks, when the run has them."""
+    bus: Bus | None = None
+    """The track's bus, for reading (executors post through ``post``)."""
+    workdir: Path | None = None
+    """Where the attempt works: its own copy, or None for the checkout (``cwd``)."""
+    tmp_dir: Path | None = None
+    """The attempt's private temporary directory (writable inside the sandbox)."""
+    sandbox: Sandbox | None = None
+    """How commands of this attempt are confined; None when they are not."""
+
+    @property
+    def cwd(self) -> Path:
+        """The directory the attempt works in: its copy, or the checkout."""
+        return self.workdir if self.workdir is not None else self.repo
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The confinement of one attempt's commands (see ``conductor.sandbox``)."""
+
+    allowed_domains: tuple[str, ...] = ()
+    """Domains sandboxed commands may reach; none by default."""
+    hidden: tuple[Path, ...] = ()
+    """Directories replaced by empty ones inside the sandbox (conductor's state)."""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What an executor needs the scheduler to provide for one task."""
+
+    copy: bool = False
+    """Work in a copy of the repository; judged by its diff, landed as one commit."""
+    sandbox: bool = False
+    """What runs in the copy is untrusted: run it in the sandbox (a copy is required)."""
+    locks: bool = True
+    """Hold path locks on the task's ``files`` while the attempt runs."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +123,9 @@ class Outcome:
     """The worker's own summary of what it did."""
     files_changed: list[str] = field(default_factory=list)
     """Repository paths the attempt changed, as reported or observed."""
+    claimed_files: list[str] | None = None
+    """Files the worker claims it changed; None when it makes no claim (a shell command).
+    In a copy the claim must match what really changed."""
     cost_usd: float = 0.0
     """Cost of this attempt alone (not cumulative)."""
     usage: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +141,37 @@ class Outcome:
 class Executor(Protocol):
     """Runs one attempt. Implementations: shell, claude, ``conductor.testing.ScriptedExecutor``."""
 
+    def needs(self, task: Task) -> Needs:
+        """What the scheduler must provide for an attempt at ``task``."""
+        ...
+
     async def execute(self, ctx: AttemptContext) -> Outcome:
         """Do the task's work; return what happened. Must not raise for a task failure."""
         ...
+
+    def recover(self, started: dict[str, Any]) -> bool:
+        """End what a killed conductor's attempt left running, from its WORKER_STARTED
+        payload; True if something was ended."""
+        ...
+
+
+class ExecutorBase:
+    """Defaults for ``Executor``: no copy, locks on ``files``, nothing to recover."""
+
+    def needs(self, task: Task) -> Needs:
+        """Work in the checkout, holding locks on the task's files."""
+        return Needs(copy=False, sandbox=False, locks=bool(task.files))
+
+    def recover(self, started: dict[str, Any]) -> bool:
+        """Nothing of an attempt outlives its process group."""
+        return False
+
+
+def needs_of(executor: object, task: Task) -> Needs:
+    """``executor.needs(task)``, or the defaults for an executor that only has ``execute``."""
+    method = getattr(executor, "needs", None)
+    if callable(method):
+        needs = method(task)
+        if isinstance(needs, Needs):
+            return needs
+    return ExecutorBase().needs(task)

@@ -68,25 +68,23 @@ from claude_agent_sdk import (
 )
 
 from conductor.errors import ConductorError, UserError
-from conductor.executors.base import AttemptContext, Outcome
+from conductor.executors.base import AttemptContext, ExecutorBase, Needs, Outcome
 from conductor.executors.bus_tools import WorkerBinding, build_bus_server
 from conductor.executors.evidence import (
     GUARDED_MATCHER,
     GUARDED_TOOLS,
     Evidence,
     FileGuard,
-    Snapshot,
-    changed_files,
     guarded_path,
     judge,
     locks_covering,
-    stray_temp_files,
-    take_snapshot,
 )
+from conductor.sandbox import claude_settings
 from conductor.executors.tool_names import SERVER_KEY, qualified, qualified_tool_names
 from conductor.messages import MessageType
 
 if TYPE_CHECKING:
+    from conductor.track import Task
     from claude_agent_sdk.types import (
         HookContext,
         HookInput,
@@ -400,7 +398,7 @@ def _task_attr(ctx: AttemptContext, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-class ClaudeExecutor:
+class ClaudeExecutor(ExecutorBase):
     """Runs an attempt as one background Claude session (see the module docstring)."""
 
     def __init__(
@@ -425,16 +423,22 @@ class ClaudeExecutor:
 
     # ---- the attempt
 
+    def needs(self, task: Task) -> Needs:
+        """Always its own sandboxed copy; locks on its files (and any it takes itself)."""
+        return Needs(copy=True, sandbox=True, locks=True)
+
+    def recover(self, started: dict[str, Any]) -> bool:
+        """End the CLI (and its children) a killed conductor's attempt left running."""
+        return bool(started.get("cli_pid")) and reap_orphan(started)
+
     async def execute(self, ctx: AttemptContext) -> Outcome:
         """Run the session(s), judge the claim against the evidence, return the outcome."""
         try:
             prepared = self._prepare(ctx)
         except ConductorError as exc:
             return Outcome(ok=False, error=str(exc), retryable=False)
-        globs = tuple(getattr(ctx.task, "files", None) or ())
         evidence = Evidence()
         meter = Meter(ctx.post)
-        before = await anyio.to_thread.run_sync(take_snapshot, ctx.repo, globs)
         api_failures = 0
         sessions = 0
         end: SessionEnd | None = None
@@ -471,13 +475,10 @@ class ClaudeExecutor:
             )
             await anyio.sleep(delay)
         meter.maybe_post(force=True)
-        after = await anyio.to_thread.run_sync(take_snapshot, ctx.repo, globs)
         if outcome is not None:
             return outcome
         assert end is not None
-        return self._verdict(
-            ctx, end, evidence, meter, before, after, api_failures, sessions, prepared.agent_name
-        )
+        return self._verdict(ctx, end, evidence, meter, api_failures, sessions, prepared.agent_name)
 
     def _verdict(
         self,
@@ -485,13 +486,12 @@ class ClaudeExecutor:
         end: SessionEnd,
         evidence: Evidence,
         meter: Meter,
-        before: Snapshot,
-        after: Snapshot,
         api_failures: int,
         sessions: int,
         agent_name: str,
     ) -> Outcome:
-        observed = changed_files(ctx.repo, before, after)
+        """The session's own verdict: how it ended and what it claimed. What its copy really
+        changed is judged by the scheduler (``conductor.isolation``)."""
         extra: dict[str, Any] = {
             "tool_calls": evidence.tool_calls,
             "tool_counts": dict(evidence.tool_counts),
@@ -515,7 +515,8 @@ class ClaudeExecutor:
             "usage": meter.usage,
             "turns": meter.turns,
             "session_id": end.session_id,
-            "files_changed": observed,
+            "files_changed": list(claim.files_changed) if claim else [],
+            "claimed_files": list(claim.files_changed) if claim and claim.complete else None,
             "summary": claim.summary if claim else None,
             "exit_code": end.exit_code,
         }
@@ -527,13 +528,6 @@ class ClaudeExecutor:
         elif status is not None and claim is None:
             error = f"API error {status} after {api_failures} retries"
         elif res is not None and res.subtype == "error_max_budget_usd":
-            strays = stray_temp_files(p for p in observed if p not in before.files)
-            for rel in strays:
-                with contextlib.suppress(OSError):
-                    (ctx.repo / rel).unlink()
-            if strays:
-                extra["removed_temp_files"] = strays
-                common["files_changed"] = [p for p in observed if p not in strays]
             error = "session stopped at its budget limit; files may be half-written"
         elif (
             res is not None
@@ -550,12 +544,7 @@ class ClaudeExecutor:
             extra["session_error"] = "error_max_turns after the completion claim"
         if error is not None:
             return Outcome(ok=False, error=error, retryable=retryable, extra=extra, **common)
-        verdict = judge(
-            evidence,
-            observed,
-            task_type=getattr(ctx.task, "type", None),
-            has_files=bool(getattr(ctx.task, "files", None)),
-        )
+        verdict = judge(evidence)
         return Outcome(ok=verdict.ok, error=verdict.error, extra=extra, **common)
 
     # ---- preparation
@@ -602,7 +591,7 @@ class ClaudeExecutor:
 
     def _env(self, ctx: AttemptContext) -> dict[str, str]:
         config_dir = ctx.worker_dir / "claude-config"
-        tmp_dir = ctx.worker_dir / "tmp"
+        tmp_dir = ctx.tmp_dir or ctx.worker_dir / "tmp"
         for d in (config_dir, tmp_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         env = {**self.extra_env, **ctx.env}
@@ -657,7 +646,7 @@ class ClaudeExecutor:
             max_turns=getattr(ctx.task, "max_turns", None),
             max_budget_usd=max(budget, 0.0) if budget is not None else None,
             model=prepared.model,
-            cwd=ctx.repo,
+            cwd=ctx.cwd,
             cli_path=self.cli_path,
             env=self._env(ctx),
             extra_args=extra_args,
@@ -666,16 +655,19 @@ class ClaudeExecutor:
             hooks=hooks,
             setting_sources=cast("list[SettingSource]", sources),
             session_id=session_id,
+            sandbox=cast("Any", claude_settings(ctx.sandbox.allowed_domains))
+            if ctx.sandbox is not None
+            else None,
         )
 
     def _hooks(self, ctx: AttemptContext, evidence: Evidence) -> dict[Any, list[HookMatcher]]:
-        locks = ctx.services.get("locks")
+        locks = ctx.locks
         guard = FileGuard(
-            repo=ctx.repo,
+            repo=ctx.cwd,
             globs=tuple(getattr(ctx.task, "files", None) or ()),
             worker=ctx.worker_id,
             locks=locks_covering(locks) if locks is not None else None,
-            extra_forbidden=(ctx.state_root,),
+            extra_forbidden=() if ctx.workdir is not None else (ctx.state_root,),
         )
 
         def deny(name: str, path: str, reason: str) -> HookJSONOutput:
@@ -746,12 +738,12 @@ class ClaudeExecutor:
             worker=ctx.worker_id,
             task=ctx.task.id,
             attempt=ctx.attempt,
-            repo=ctx.repo,
+            repo=ctx.cwd,
             globs=tuple(getattr(ctx.task, "files", None) or ()),
             post=ctx.post,
             evidence=evidence,
-            locks=ctx.services.get("locks"),
-            bus=ctx.services.get("bus"),
+            locks=ctx.locks,
+            bus=ctx.bus,
         )
         logfile = _open_log(ctx.log_path, f"--- claude session {number} ({session_id}) ---")
 

@@ -3,14 +3,12 @@
 A worker's ``report_complete`` is only a claim. Before the claim becomes an ``Outcome`` the
 executor checks it against evidence gathered outside the model's control:
 
-- **file changes**: the repository is snapshotted before and after the session. In a git
-  checkout a snapshot is ``HEAD`` plus ``git status --porcelain -uall`` with a content hash of
-  every dirty file (so a file that was already dirty and is changed again still counts, and a
-  commit made by the worker is seen through ``HEAD``). Outside git it is a content hash of every
-  file matching the task's ``files`` globs (every file when it declares none).
 - **tool calls**: every tool call the session made (seen in the message stream and through
-  the PreToolUse/PostToolUse hooks), apart from conductor's own reporting tools.
+  the PreToolUse/PostToolUse hooks), apart from conductor's own reporting tools;
 - **denials**: every write the file guard refused.
+
+What the attempt's copy really changed is the rest of the evidence; the scheduler judges the
+claim against it (``conductor.isolation``).
 
 The file guard (``FileGuard``, used as a PreToolUse hook on Write, Edit, MultiEdit and
 NotebookEdit) denies, with a reason the model sees:
@@ -21,7 +19,8 @@ NotebookEdit) denies, with a reason the model sees:
   unconfined**: it may write anywhere inside the repository;
 - paths whose lock is held by another worker.
 
-Shell commands (Bash) are not guarded: their effects show up in the after-snapshot instead.
+Shell commands (Bash) are not guarded here: they run in Claude Code's sandbox, which lets them
+write only inside the copy, and their effects show up in the copy's diff.
 """
 
 from __future__ import annotations
@@ -32,9 +31,10 @@ import re
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from conductor.globs import matches
 
 GUARDED_TOOLS = ("Write", "Edit", "MultiEdit", "NotebookEdit")
 """Built-in tools whose target path the file guard checks."""
@@ -64,53 +64,8 @@ _BUDGET_TEMP_RE = re.compile(r"\.tmp\.\d+\.[0-9a-f]+$")
 # --------------------------------------------------------------------------- globs
 
 
-@lru_cache(maxsize=512)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a repository glob: ``**`` spans directories, ``*`` and ``?`` do not."""
-    pat = pattern.strip().replace("\\", "/")
-    while pat.startswith("./"):
-        pat = pat[2:]
-    directory = pat.endswith("/")
-    pat = pat.rstrip("/")
-    out: list[str] = []
-    i = 0
-    while i < len(pat):
-        ch = pat[i]
-        if pat.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pat.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif ch == "*":
-            out.append("[^/]*")
-            i += 1
-        elif ch == "?":
-            out.append("[^/]")
-            i += 1
-        elif ch == "[":
-            end = pat.find("]", i + 1)
-            if end == -1:
-                out.append(re.escape(ch))
-                i += 1
-            else:
-                body = pat[i + 1 : end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = end + 1
-        else:
-            out.append(re.escape(ch))
-            i += 1
-    core = "".join(out)
-    # A pattern naming a directory (``src/`` or a plain ``src``) also covers what is under it.
-    suffix = "/.*" if directory else "(?:/.*)?"
-    return re.compile(f"^{core}{suffix}$", re.DOTALL)
-
-
-def matches_globs(rel_path: str, globs: Iterable[str]) -> bool:
-    """Whether repository path ``rel_path`` (POSIX, relative) matches any of ``globs``."""
-    return any(_glob_regex(g).match(rel_path) for g in globs)
+matches_globs = matches
+"""Whether a repository path matches any of a task's ``files`` globs (``conductor.globs``)."""
 
 
 # --------------------------------------------------------------------------- paths
@@ -158,118 +113,6 @@ def guarded_path(tool_input: dict[str, Any]) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
-
-
-# --------------------------------------------------------------------------- snapshots
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The state of the repository files that matter, at one moment."""
-
-    git: bool
-    """Taken with git (dirty files + HEAD) rather than by hashing globbed files."""
-    head: str | None
-    """``HEAD`` commit, in a git checkout with commits."""
-    files: dict[str, str]
-    """Path → content hash (``"-"`` for a deleted/missing file) of dirty or globbed files."""
-
-
-def _hash_file(path: Path) -> str:
-    try:
-        if path.is_symlink():
-            return "link:" + os.readlink(path)
-        if not path.is_file():
-            return "-"
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 16), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
-    except OSError:
-        return "-"
-
-
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    argv = ["git", "-C", str(repo), *args]
-    try:
-        return subprocess.run(
-            argv,
-            capture_output=True,
-            check=False,
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
-        )
-    except OSError as exc:  # no git at all: treat the directory as a plain tree
-        return subprocess.CompletedProcess(argv, 127, b"", str(exc).encode())
-
-
-def is_git_repo(repo: Path) -> bool:
-    """Whether ``repo`` is the top of a git work tree."""
-    proc = _git(repo, "rev-parse", "--show-toplevel")
-    if proc.returncode != 0:
-        return False
-    top = Path(proc.stdout.decode(errors="replace").strip())
-    try:
-        return top.resolve() == repo.resolve()
-    except OSError:
-        return False
-
-
-def _git_dirty(repo: Path) -> list[str]:
-    proc = _git(repo, "status", "--porcelain", "-uall", "-z", "--no-renames")
-    if proc.returncode != 0:
-        return []
-    paths: list[str] = []
-    for entry in proc.stdout.decode(errors="surrogateescape").split("\0"):
-        if len(entry) > 3:
-            paths.append(entry[3:])
-    return paths
-
-
-def _walk(repo: Path, globs: Sequence[str]) -> list[str]:
-    found: list[str] = []
-    root = str(repo)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-            if not globs or matches_globs(rel, globs):
-                found.append(rel)
-                if len(found) >= _MAX_UNTRACKED_WALK:
-                    return found
-    return found
-
-
-def take_snapshot(repo: Path, globs: Sequence[str] = ()) -> Snapshot:
-    """Snapshot ``repo``: dirty files and HEAD with git, hashes of globbed files without."""
-    if is_git_repo(repo):
-        head_proc = _git(repo, "rev-parse", "--verify", "-q", "HEAD")
-        head = (head_proc.stdout.decode().strip() or None) if head_proc.returncode == 0 else None
-        files = {p: _hash_file(repo / p) for p in _git_dirty(repo)}
-        return Snapshot(git=True, head=head, files=files)
-    return Snapshot(
-        git=False, head=None, files={p: _hash_file(repo / p) for p in _walk(repo, globs)}
-    )
-
-
-def changed_files(repo: Path, before: Snapshot, after: Snapshot) -> list[str]:
-    """Repository paths whose content differs between the two snapshots, sorted."""
-    changed: set[str] = set()
-    for path in before.files.keys() | after.files.keys():
-        if before.files.get(path, "clean") != after.files.get(path, "clean"):
-            changed.add(path)
-    if before.git and after.git and before.head != after.head and after.head:
-        base = before.head or "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree
-        proc = _git(repo, "diff", "--name-only", "-z", "--no-renames", base, after.head)
-        if proc.returncode == 0:
-            changed.update(p for p in proc.stdout.decode(errors="replace").split("\0") if p)
-    return sorted(p for p in changed if PurePosixPath(p).parts[:1] != (".conductor",))
-
-
-def stray_temp_files(paths: Iterable[str]) -> list[str]:
-    """Temporary files an interrupted Write leaves behind (``name.tmp.<pid>.<hex>``)."""
-    return [p for p in paths if _BUDGET_TEMP_RE.search(p)]
 
 
 # --------------------------------------------------------------------------- the record
@@ -342,10 +185,9 @@ class Verdict:
     """The claim's summary, if any."""
 
 
-def judge(
-    evidence: Evidence, observed: Sequence[str], *, task_type: str | None, has_files: bool
-) -> Verdict:
-    """Turn a claim and its evidence into a verdict (session errors are judged by the caller)."""
+def judge(evidence: Evidence) -> Verdict:
+    """Turn a claim and the session's evidence into a verdict (session errors are judged by
+    the caller, and what the copy really changed by ``conductor.isolation``)."""
     claim = evidence.claim
     if claim is None:
         return Verdict(False, "session ended without reporting completion", None)
@@ -353,8 +195,6 @@ def judge(
         return Verdict(False, f"worker reported failure: {claim.summary}", claim.summary)
     if evidence.tool_calls == 0:
         return Verdict(False, "no evidence: no tool calls", claim.summary)
-    if not observed and expects_change(task_type, has_files):
-        return Verdict(False, "no evidence: no file changed", claim.summary)
     return Verdict(True, None, claim.summary)
 
 

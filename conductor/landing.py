@@ -1,0 +1,373 @@
+"""Landing accepted work in the person's checkout: one commit per accepted attempt.
+
+Where the commits go: **on the branch the checkout has checked out** (or a detached
+``HEAD``), one commit per accepted attempt, the way Aider commits each accepted change.
+``git log`` is the track's history and ``conductor revert TRACK TASK`` undoes one task with a
+new commit. A landing moves ``HEAD`` with a compare-and-swap (``git update-ref HEAD new old``)
+and never runs the person's hooks.
+
+Rules, checked under one kernel lock per state root so two tracks never land at once:
+
+- every path the attempt changed must be clean in the checkout (working tree = index =
+  ``HEAD``; no untracked or ignored file in the way) and unchanged in ``HEAD`` since the
+  snapshot the attempt started from. Otherwise nothing is applied: the attempt fails naming
+  the paths, and its work is kept as a commit on ``refs/conductor/<track>/attempts/<worker>``
+  for the person to cherry-pick;
+- so the person's own uncommitted changes are never committed, overwritten or lost: a path
+  they have touched is never landed on;
+- the commit's tree is ``HEAD``'s with exactly those paths replaced; the files are then
+  written into the working tree (each by rename, so a reader never sees half a file) and
+  their index entries reset to the new ``HEAD``.
+
+Crash safety: the caller records the commit on the bus (LANDING) before ``HEAD`` moves. A
+conductor killed after the move and before the files are written is finished by
+``finish_landing`` on resume; one killed before the move landed nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from filelock import FileLock
+
+from conductor.copies import ZERO_OID, Change, Checkout, GitError, blobs
+from conductor.errors import ConductorError
+
+SNAPSHOT_REFS = "refs/conductor/{track}/snapshots/{worker}"
+"""Keeps an attempt's snapshot commit alive while it runs."""
+
+ATTEMPT_REFS = "refs/conductor/{track}/attempts/{worker}"
+"""Where the work of an attempt that could not land is kept."""
+
+
+class LandConflict(ConductorError):
+    """The checkout changed where the attempt wants to land; nothing was applied."""
+
+    def __init__(self, message: str, *, paths: Sequence[str]) -> None:
+        super().__init__(message)
+        self.paths = list(paths)
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A landing that happened."""
+
+    commit: str
+    """The new commit ``HEAD`` points at."""
+    parent: str | None
+    """``HEAD`` before it."""
+    paths: list[str]
+    """The paths it changed."""
+    incomplete: str | None = None
+    """Why the working tree could not be fully updated after ``HEAD`` moved, if it could not
+    (the commit stands; ``git checkout -- PATH`` finishes the job)."""
+
+
+def commit_message(title: str, body: str | None, trailers: dict[str, Any]) -> str:
+    """A commit message: a title, an optional body, ``Key: value`` trailers."""
+    parts = [title.strip()]
+    if body and body.strip():
+        parts.append(body.strip())
+    lines = [f"{k}: {v}" for k, v in trailers.items() if v not in (None, "")]
+    if lines:
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def _identity(checkout: Checkout) -> dict[str, str]:
+    """Commits are authored by conductor and committed by the person when git knows them."""
+    env = {"GIT_AUTHOR_NAME": "conductor", "GIT_AUTHOR_EMAIL": "conductor@localhost"}
+    name = checkout.git("config", "user.name", check=False).stdout.decode().strip()
+    email = checkout.git("config", "user.email", check=False).stdout.decode().strip()
+    env["GIT_COMMITTER_NAME"] = name or "conductor"
+    env["GIT_COMMITTER_EMAIL"] = email or "conductor@localhost"
+    return env
+
+
+def keep_commit(
+    checkout: Checkout, ref: str, tree: str, parent: str, message: str
+) -> str:
+    """Record ``tree`` as a commit on ``parent`` under ``ref`` (an attempt's unlanded work)."""
+    commit = checkout.git(
+        "commit-tree", tree, "-p", parent, "-m", message, env=_identity(checkout)
+    ).stdout.decode().strip()
+    checkout.git("update-ref", ref, commit)
+    return commit
+
+
+def delete_ref(checkout: Checkout, ref: str) -> None:
+    """Remove ``ref`` if it exists."""
+    checkout.git("update-ref", "-d", ref, check=False)
+
+
+def _tree_entries(checkout: Checkout, rev: str | None, paths: Sequence[str]) -> dict[str, str]:
+    """``path -> "mode oid"`` of ``paths`` present in ``rev`` (none for an unborn branch)."""
+    if rev is None or not paths:
+        return {}
+    proc = checkout.git("ls-tree", "-r", "-z", "--full-tree", rev, "--", *paths)
+    out: dict[str, str] = {}
+    for entry in proc.stdout.decode("utf-8", "surrogateescape").split("\0"):
+        if not entry:
+            continue
+        meta, path = entry.split("\t", 1)
+        mode, _kind, oid = meta.split(" ")
+        out[path] = f"{mode} {oid}"
+    return out
+
+
+def _dirty(checkout: Checkout, paths: Sequence[str]) -> list[str]:
+    """Paths under ``paths`` with uncommitted changes, untracked or ignored files."""
+    proc = checkout.git(
+        "status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=all",
+        "--ignored=matching", "--", *paths,
+    )
+    dirty: list[str] = []
+    for entry in proc.stdout.decode("utf-8", "surrogateescape").split("\0"):
+        if len(entry) > 3:
+            dirty.append(entry[3:])
+    return dirty
+
+
+def conflicts(checkout: Checkout, head: str | None, changes: Sequence[Change]) -> list[str]:
+    """Why each path cannot be landed on now, as ``path: reason`` lines (empty: it can)."""
+    paths = [c.path for c in changes]
+    problems = [f"{p}: has uncommitted changes in your checkout" for p in _dirty(checkout, paths)]
+    current = _tree_entries(checkout, head, paths)
+    for change in changes:
+        before = None if change.old_mode == "000000" else f"{change.old_mode} {change.old_oid}"
+        now = current.get(change.path)
+        if now != before:
+            problems.append(f"{change.path}: changed in HEAD since the attempt started")
+    for change in changes:
+        if change.deleted:
+            continue
+        parts = PurePosixPath(change.path).parts
+        for k in range(1, len(parts)):
+            parent = checkout.root.joinpath(*parts[:k])
+            if os.path.islink(parent):
+                problems.append(f"{change.path}: {'/'.join(parts[:k])} is a symbolic link")
+                break
+    return sorted(set(problems))
+
+
+def land(
+    checkout: Checkout,
+    changes: Sequence[Change],
+    *,
+    message: str,
+    lock: Path,
+    before_move: Callable[[str, str | None], None] | None = None,
+) -> Landed:
+    """Apply ``changes`` to the checkout as one commit on ``HEAD`` (see the module docstring).
+
+    ``before_move(commit, parent)`` runs after the commit exists and before ``HEAD`` moves
+    (the caller records it). Raises ``LandConflict`` when a rule fails; nothing is applied then.
+    """
+    if not changes:
+        raise ConductorError("nothing to land")
+    with FileLock(str(lock)):
+        head = checkout.head()
+        problems = conflicts(checkout, head, changes)
+        if problems:
+            raise LandConflict(
+                "cannot land: " + "; ".join(problems[:20]), paths=[p.split(":")[0] for p in problems]
+            )
+        index = lock.with_name(f"land.{os.getpid()}.index")
+        index.unlink(missing_ok=True)
+        try:
+            if head is not None:
+                checkout.git("read-tree", head, index=index)
+            else:
+                checkout.git("read-tree", "--empty", index=index)
+            lines = []
+            for change in changes:
+                if change.deleted:
+                    lines.append(f"0 {ZERO_OID}\t{change.path}")
+                else:
+                    lines.append(f"{change.new_mode} {change.new_oid}\t{change.path}")
+            checkout.git(
+                "update-index", "--index-info", index=index,
+                stdin=("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"),
+            )
+            tree = checkout.git("write-tree", index=index).stdout.decode().strip()
+        finally:
+            index.unlink(missing_ok=True)
+        parents = ["-p", head] if head else []
+        commit = checkout.git(
+            "commit-tree", tree, *parents, "-m", message, env=_identity(checkout)
+        ).stdout.decode().strip()
+        if before_move is not None:
+            before_move(commit, head)
+        subject = message.splitlines()[0]
+        moved = checkout.git(
+            "update-ref", "-m", subject, "HEAD", commit, head or ZERO_OID, check=False
+        )
+        if moved.returncode != 0:
+            raise LandConflict(
+                "cannot land: HEAD moved while landing; try again",
+                paths=[c.path for c in changes],
+            )
+        paths = [c.path for c in changes]
+        try:
+            write_worktree(checkout, changes)
+            reset_index(checkout, paths)
+        except (OSError, GitError) as exc:  # HEAD moved: the landing stands regardless
+            return Landed(commit=commit, parent=head, paths=paths, incomplete=str(exc))
+        return Landed(commit=commit, parent=head, paths=paths)
+
+
+def reset_index(checkout: Checkout, paths: Sequence[str]) -> None:
+    """Make the index entries of ``paths`` those of ``HEAD``."""
+    if paths:
+        checkout.git("reset", "-q", "HEAD", "--", *paths, check=False)
+
+
+def write_worktree(checkout: Checkout, changes: Sequence[Change]) -> None:
+    """Write the new side of ``changes`` into the checkout's working tree."""
+    contents = blobs(checkout, (c.new_oid for c in changes if not c.deleted))
+    root = checkout.root
+    for change in sorted((c for c in changes if c.deleted), key=lambda c: c.path, reverse=True):
+        target = root / change.path
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            target.unlink()
+        _prune_empty(root, target.parent)
+    for change in sorted((c for c in changes if not c.deleted), key=lambda c: c.path):
+        target = root / change.path
+        _make_parents(root, target.parent)
+        data = contents[change.new_oid]
+        tmp = target.with_name(f".{target.name}.conductor-{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        if change.new_mode == "120000":
+            os.symlink(data.decode("utf-8", "surrogateescape"), tmp)
+        else:
+            mode = 0o777 if change.new_mode == "100755" else 0o666
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        if os.path.isdir(target) and not os.path.islink(target):
+            os.rmdir(target)  # an empty directory a deletion above left behind
+        os.replace(tmp, target)
+
+
+def _make_parents(root: Path, directory: Path) -> None:
+    rel = directory.relative_to(root)
+    current = root
+    for part in rel.parts:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            os.mkdir(current)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise GitError(f"cannot create {current}: a file or link is in the way")
+
+
+def _prune_empty(root: Path, directory: Path) -> None:
+    while directory != root and root in directory.parents:
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return
+        directory = directory.parent
+
+
+def finish_landing(checkout: Checkout, payload: dict[str, Any]) -> bool:
+    """Complete a landing a killed conductor began (its LANDING ``payload``).
+
+    True when its commit is in ``HEAD``'s history (the landing happened; the working tree is
+    brought up to date wherever the person has not changed a path since); False when ``HEAD``
+    never moved (nothing was landed).
+    """
+    commit = payload.get("commit")
+    if not isinstance(commit, str):
+        return False
+    if checkout.git("merge-base", "--is-ancestor", commit, "HEAD", check=False).returncode != 0:
+        return False
+    changes = [change_from_dict(c) for c in payload.get("changes", [])]
+    if not changes:
+        return True
+    paths = [c.path for c in changes]
+    differs = set(
+        checkout.git("diff-files", "--name-only", "-z", "--", *paths)
+        .stdout.decode("utf-8", "surrogateescape")
+        .split("\0")
+    )
+    todo: list[Change] = []
+    for change in changes:
+        target = checkout.root / change.path
+        exists = os.path.lexists(target)
+        tracked_before = change.old_mode != "000000"
+        if tracked_before and change.path not in differs:
+            todo.append(change)  # still as it was before the landing
+        elif not tracked_before and not exists:
+            todo.append(change)
+    write_worktree(checkout, todo)
+    reset_index(checkout, paths)
+    return True
+
+
+def change_to_dict(change: Change) -> dict[str, str]:
+    """A ``Change`` for a bus payload."""
+    return {
+        "path": change.path,
+        "status": change.status,
+        "old_mode": change.old_mode,
+        "new_mode": change.new_mode,
+        "old_oid": change.old_oid,
+        "new_oid": change.new_oid,
+    }
+
+
+def change_from_dict(data: dict[str, Any]) -> Change:
+    """A ``Change`` back from a bus payload."""
+    return Change(
+        path=str(data["path"]),
+        status=str(data["status"]),
+        old_mode=str(data["old_mode"]),
+        new_mode=str(data["new_mode"]),
+        old_oid=str(data["old_oid"]),
+        new_oid=str(data["new_oid"]),
+    )
+
+
+def commit_changes(checkout: Checkout, commit: str) -> list[Change]:
+    """What ``commit`` changed against its first parent (the whole tree for a root commit)."""
+    proc = checkout.git(
+        "diff-tree", "-r", "-z", "--no-renames", "--raw", "--root", "--no-commit-id", commit
+    )
+    fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+    out: list[Change] = []
+    i = 0
+    while i + 1 < len(fields):
+        meta, path = fields[i], fields[i + 1]
+        i += 2
+        if not meta.startswith(":"):
+            continue
+        old_mode, new_mode, old_oid, new_oid, status = meta[1:].split(" ")
+        out.append(Change(path, status[0], old_mode, new_mode, old_oid, new_oid))
+    return out
+
+
+def inverse(changes: Sequence[Change]) -> list[Change]:
+    """The changes that undo ``changes``."""
+    flip = {"A": "D", "D": "A"}
+    return [
+        Change(
+            c.path, flip.get(c.status, c.status), c.new_mode, c.old_mode, c.new_oid, c.old_oid
+        )
+        for c in changes
+    ]
