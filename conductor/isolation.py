@@ -136,6 +136,12 @@ class Isolation:
         """Read what the copy changed and check it against the task and the claim."""
         state = read_copy(self.private, ws.copy)
         paths = state.paths
+        private = [p for p in paths if self._in_state_dir(p)]
+        if private:
+            return Judgement(
+                state, "wrote into conductor's state directory: " + _listing(private),
+                tuple(private),
+            )
         if state.nested_repos:
             return Judgement(
                 state,
@@ -235,6 +241,14 @@ class Isolation:
         proc = self.checkout.git("for-each-ref", "--format=%(refname)", prefix, check=False)
         for ref in proc.stdout.decode().split():
             delete_ref(self.checkout, ref)
+
+    def _in_state_dir(self, rel: str) -> bool:
+        """Whether repository path ``rel`` lies in conductor's state directory."""
+        try:
+            root = self.sd.root.parent.resolve().relative_to(self.repo.resolve()).as_posix()
+        except ValueError:
+            root = ".conductor"  # outside the checkout: the default name is refused anyway
+        return rel == root or rel.startswith(root + "/")
 
     def _ref(self, template: str, worker: str) -> str:
         return template.format(track=self.track_id, worker=worker)

@@ -9,8 +9,9 @@ and never runs the person's hooks.
 Rules, checked under one kernel lock per state root so two tracks never land at once:
 
 - every path the attempt changed must be clean in the checkout (working tree = index =
-  ``HEAD``; no untracked or ignored file in the way) and unchanged in ``HEAD`` since the
-  snapshot the attempt started from. Otherwise nothing is applied: the attempt fails naming
+  ``HEAD``; no untracked or ignored file in the way), unchanged in ``HEAD`` since the
+  snapshot the attempt started from, and a path it adds must not be one the checkout ignores
+  (a copy whose ignore rules differ never writes into ignored places such as ``.conductor/``). Otherwise nothing is applied: the attempt fails naming
   the paths, and its work is kept as a commit on ``refs/conductor/<track>/attempts/<worker>``
   for the person to cherry-pick;
 - so the person's own uncommitted changes are never committed, overwritten or lost: a path
@@ -133,10 +134,24 @@ def _dirty(checkout: Checkout, paths: Sequence[str]) -> list[str]:
     return dirty
 
 
+def _ignored(checkout: Checkout, paths: Sequence[str]) -> list[str]:
+    """Which of ``paths`` the checkout's ignore rules ignore."""
+    if not paths:
+        return []
+    proc = checkout.git(
+        "check-ignore", "--no-index", "-z", "--stdin",
+        stdin="\0".join(paths).encode("utf-8", "surrogateescape") + b"\0",
+        check=False,
+    )
+    return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
 def conflicts(checkout: Checkout, head: str | None, changes: Sequence[Change]) -> list[str]:
     """Why each path cannot be landed on now, as ``path: reason`` lines (empty: it can)."""
     paths = [c.path for c in changes]
     problems = [f"{p}: has uncommitted changes in your checkout" for p in _dirty(checkout, paths)]
+    added = [c.path for c in changes if c.old_mode == "000000"]
+    problems += [f"{p}: is ignored in your checkout" for p in _ignored(checkout, added)]
     current = _tree_entries(checkout, head, paths)
     for change in changes:
         before = None if change.old_mode == "000000" else f"{change.old_mode} {change.old_oid}"

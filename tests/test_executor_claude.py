@@ -144,7 +144,8 @@ class Harness:
             token=token,
             env={"CONDUCTOR_WORKER": wid, "CONDUCTOR_WORKER_TOKEN": token},
             budget_left_usd=budget_left,
-            services={"locks": self.locks, "bus": self.bus},
+            locks=self.locks,
+            bus=self.bus,
         )
 
     def messages(self, mtype: str | None = None, task: str | None = None) -> list[Message]:
@@ -236,7 +237,8 @@ async def test_large_system_prompt_goes_through_a_file(h: Harness) -> None:
 
 
 async def test_complete_claim_with_a_real_change_is_ok(h: Harness) -> None:
-    """A claim backed by a tool call and a changed file is ok; the files are the observed ones."""
+    """A claim backed by a tool call stands; the executor reports the claimed files (what the
+    copy really changed is judged by the scheduler: tests/test_isolation.py)."""
     h.write_script(
         rule(
             "ok",
@@ -254,7 +256,7 @@ async def test_complete_claim_with_a_real_change_is_ok(h: Harness) -> None:
     )
     outcome = await run(h, "ok")
     assert outcome.ok and outcome.error is None
-    assert outcome.files_changed == ["src/a.py"]
+    assert outcome.claimed_files == ["src/a.py", "src/imaginary.py"]
     assert outcome.summary == "wrote a"
     assert outcome.extra["claimed_files"] == ["src/a.py", "src/imaginary.py"]
     assert outcome.cost_usd == pytest.approx(0.02)
@@ -277,8 +279,9 @@ async def test_claim_without_tool_calls_is_rejected(h: Harness) -> None:
     assert h.messages("CLAIM_COMPLETE", "notools"), "the claim itself is still on the bus"
 
 
-async def test_claim_without_a_change_is_rejected(h: Harness) -> None:
-    """A code task that claims completion but changed no file is rejected."""
+async def test_claim_is_passed_on_for_the_diff_verdict(h: Harness) -> None:
+    """A claim after a tool call stands at the session's level; whether the files really
+    changed is the scheduler's verdict on the copy (tests/test_isolation.py)."""
     h.write_script(
         rule(
             "nochange",
@@ -286,7 +289,7 @@ async def test_claim_without_a_change_is_rejected(h: Harness) -> None:
         )
     )
     outcome = await run(h, "nochange")
-    assert not outcome.ok and outcome.error == "no evidence: no file changed"
+    assert outcome.ok and outcome.claimed_files == ["src/a.py"]
     assert outcome.extra["tool_calls"] == 1
 
 
@@ -296,7 +299,7 @@ async def test_session_without_claim_fails(h: Harness) -> None:
     outcome = await run(h, "noclaim")
     assert not outcome.ok
     assert outcome.error == "session ended without reporting completion"
-    assert outcome.files_changed == ["src/a.py"]
+    assert outcome.claimed_files is None
 
 
 async def test_failure_claim_fails_with_its_reason(h: Harness) -> None:
@@ -433,7 +436,7 @@ async def test_turn_limit_after_the_claim_is_judged_by_evidence(h: Harness) -> N
 
 
 async def test_budget_cut_fails_and_reports_changes(h: Harness) -> None:
-    """error_max_budget_usd fails the attempt; whatever it changed is reported."""
+    """error_max_budget_usd fails the attempt (its copy is never landed)."""
     h.write_script(
         rule(
             "budget",
@@ -446,7 +449,6 @@ async def test_budget_cut_fails_and_reports_changes(h: Harness) -> None:
     )
     outcome = await run(h, "budget")
     assert not outcome.ok and "budget" in (outcome.error or "")
-    assert outcome.files_changed == ["src/a.py"]
     assert not h.messages("CLAIM_COMPLETE", "budget")
 
 

@@ -157,9 +157,11 @@ def test_plan_invariants_on_random_dags() -> None:
         ("src/a", "src/ab", False),
         ("src/x.py", "src/y.py", False),
         ("src/x.py", "src/*.py", True),
-        ("src/lib/x.py", "src/*.py", True),
+        ("src/lib/x.py", "src/*.py", False),
         ("src/lib/x.py", "src/lib/*.md", False),
-        ("docs", "*.md", True),
+        ("docs", "*.md", False),
+        ("**/*.py", "setup.py", True),
+        ("src/*.py", "src/a/b.py", False),
         ("src/*.py", "src/*.md", False),
         ("src/*.py", "src/a*", True),
         ("src/**/*.ts", "src/ui/*.ts", True),
@@ -179,7 +181,7 @@ def test_plan_invariants_on_random_dags() -> None:
     ],
 )
 def test_patterns_overlap(a: str, b: str, expected: bool) -> None:
-    """Paths, directories and globs overlap conservatively, and symmetrically."""
+    """Overlap reads gitwildmatch globs (``*`` stays in one directory), symmetrically."""
     assert patterns_overlap(a, b) is expected
     assert patterns_overlap(b, a) is expected
 
@@ -200,11 +202,17 @@ def test_files_overlap_ignores_shared() -> None:
     assert files_overlap(["src/x.py"], ["src/x.py"], ["*.json"]) == ["src/x.py"]
 
 
+def test_shared_globs_use_the_same_dialect() -> None:
+    """A shared ``*.json`` (gitwildmatch: root only) does not share ``src/x.json``."""
+    assert files_overlap(["src/x.json"], ["src/x.json"], ["*.json"]) == ["src/x.json"]
+    assert files_overlap(["src/x.json"], ["src/x.json"], ["**/*.json"]) == []
+
+
 _SEGMENTS = st.sampled_from(
-    ["src", "lib", "a", "b", "x.py", "y.md", "*", "*.py", "a*", "?", "[ab]", "[!a]*"]
+    ["src", "lib", "a", "b", "x.py", "y.md", "*", "*.py", "a*", "?", "[ab]", "[!a]*", "**"]
 )
 _PATTERNS = st.lists(_SEGMENTS, min_size=1, max_size=3).map("/".join) | st.sampled_from(
-    ["src/", "a/", "."]
+    ["src/", "a/", ".", "**/*.py", "src/**"]
 )
 
 

@@ -141,7 +141,7 @@ async def test_real_cli_two_task_track_completes(repo: Path, tmp_path: Path) -> 
 async def test_real_cli_edit_outside_files_is_denied(repo: Path, tmp_path: Path) -> None:
     """A model that writes outside its task's files is denied by the hook; with no change and
     no honest claim the attempt fails, and the dependent task is blocked."""
-    outside = str(repo / "src" / "elsewhere.py")
+    outside = "src/elsewhere.py"
     script = {
         "conversations": [
             {
@@ -170,4 +170,4 @@ async def test_real_cli_edit_outside_files_is_denied(repo: Path, tmp_path: Path)
     denied = [m for m in messages if m.type == "TOOL_DENIED"]
     assert denied and all(m.payload["path"] == "src/elsewhere.py" for m in denied)
     failed = [m for m in messages if m.type == "TASK_FAILED"]
-    assert len(failed) == 3 and "no evidence" in failed[0].payload["error"]
+    assert len(failed) == 3 and "did not change" in failed[0].payload["error"]

@@ -357,9 +357,9 @@ async def test_timeout_kills_the_command_without_pidfds(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where pidfds are missing, commands run through anyio and a timeout still ends them."""
-    from conductor.executors import shell
+    from conductor import commands
 
-    monkeypatch.setattr(shell, "_HAVE_PIDFD", False)
+    monkeypatch.setattr(commands, "_HAVE_PIDFD", False)
     track = make_track(
         """
         track: slow2

@@ -438,10 +438,11 @@ def test_builtin_render_has_task_details(tmp_path: Path) -> None:
         "pytest failed: test_items_empty",
         "**API designer** (`api-designer`)",
         "You design APIs.",
-        "/state/demo/bus",
+        "branch `conductor/api.2`",
         *DEFAULT_TOOL_NAMES.values(),
     ):
         assert expected in body, expected
+    assert "/state/demo/bus" not in body, "a worker is not told where the bus is"
     assert "## Specialisation: code" in body
 
 

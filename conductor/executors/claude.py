@@ -119,6 +119,9 @@ TERM_GRACE = 3.0
 API_ERROR_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 """HTTP statuses of a failed API call worth re-running the session for."""
 
+_FAKE_PATH_ENV = ("CONDUCTOR_FAKE_SCRIPT", "CONDUCTOR_FAKE_LOG", "CONDUCTOR_FAKE_STATE")
+"""Paths the offline fake CLI reads, resolved before the session starts in its copy."""
+
 _DEFAULT_PERMISSION_MODE = "acceptEdits"
 _ISOLATION_ENV = {
     # No telemetry, update checks or session-title requests (the latter is billed).
@@ -894,9 +897,21 @@ def claude_executor_from_env(environ: Mapping[str, str] | None = None) -> Claude
       (e.g. ``conductor-fake-claude`` to run offline);
     - ``CONDUCTOR_CLAUDE_API_RETRIES`` / ``CONDUCTOR_CLAUDE_API_BACKOFF``: how often and after
       how many seconds (doubling) a session that ended on an API error is run again.
+
+    The offline fake's ``CONDUCTOR_FAKE_SCRIPT``, ``CONDUCTOR_FAKE_LOG`` and
+    ``CONDUCTOR_FAKE_STATE`` are taken relative to where conductor runs: the session itself
+    runs in the attempt's copy, where a relative path would name the copy's files.
     """
     env = os.environ if environ is None else environ
     kw: dict[str, Any] = {}
+    # The offline fake reads these in the attempt's copy: make them this process's paths.
+    fakes = {
+        name: str(Path(env[name]).resolve())
+        for name in _FAKE_PATH_ENV
+        if env.get(name, "").strip()
+    }
+    if fakes:
+        kw["extra_env"] = fakes
     cli = env.get(CLI_ENV, "").strip()
     if cli:
         if os.sep not in cli:

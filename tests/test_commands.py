@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conductor import commands
 from conductor.executors import shell
 
 pytestmark = pytest.mark.anyio
@@ -30,11 +31,11 @@ async def test_path_lookup_follows_a_tool_that_moves(
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin1'}:{tmp_path / 'bin2'}:{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
     log = tmp_path / "out.log"
-    assert await shell.run_command("conductor-probe", cwd=tmp_path, log_path=log) == 0
+    assert await commands.run_command("conductor-probe", cwd=tmp_path, log_path=log) == 0
     first.unlink()
-    assert await shell.run_command("conductor-probe", cwd=tmp_path, log_path=log) == 0
+    assert await commands.run_command("conductor-probe", cwd=tmp_path, log_path=log) == 0
     assert log.read_text().split() == ["first", "second"]
-    missing = await shell.run_command("conductor-no-such-tool", cwd=tmp_path, log_path=log)
+    missing = await commands.run_command("conductor-no-such-tool", cwd=tmp_path, log_path=log)
     assert missing == 127 and "cannot start 'conductor-no-such-tool'" in log.read_text()
 
 
@@ -42,7 +43,7 @@ async def test_children_get_the_base_environment_plus_the_attempts(tmp_path: Pat
     """The child's environment is exactly the given base with the attempt's variables on top."""
     log = tmp_path / "env.log"
     base = {"PATH": os.environ["PATH"], "ONLY_IN_BASE": "base", "OVERRIDDEN": "base"}
-    code = await shell.run_command(
+    code = await commands.run_command(
         "env",
         cwd=Path.cwd(),
         log_path=log,
@@ -67,8 +68,8 @@ async def test_executor_environment_is_fixed_when_it_is_made(
 
 def test_argv_for_gives_a_fresh_list_each_time() -> None:
     """Parsed commands are remembered, but callers may change the list they get."""
-    first = shell.argv_for("echo one two")
+    first = commands.argv_for("echo one two")
     assert first == ["echo", "one", "two"]
     first.append("three")
-    assert shell.argv_for("echo one two") == ["echo", "one", "two"]
-    assert shell.argv_for("echo $HOME") == "echo $HOME"
+    assert commands.argv_for("echo one two") == ["echo", "one", "two"]
+    assert commands.argv_for("echo $HOME") == "echo $HOME"
