@@ -40,7 +40,7 @@ import anyio.abc
 import structlog
 
 from conductor.bus import Bus, Durability
-from conductor.errors import ConductorError, UserError
+from conductor.errors import ConductorError, StateError, UserError
 from conductor.commands import TAG_ENV, append_log, reap_orphans, run_command, run_tag, tail
 from conductor.copies import GitError
 from conductor.executors.base import (
@@ -434,7 +434,10 @@ class Scheduler:
                 self._workers = WorkerDirs(self.sd.workers, new_secret(self.sd.workers))
                 self._reset_stale()
                 self._init_readiness()
-                await self._loop()
+                try:
+                    await self._loop()
+                except BaseExceptionGroup as group:
+                    raise _state_error(group) or group from group
                 return self._finish(time.monotonic() - started)
             finally:
                 if self._workers is not None:
@@ -1084,6 +1087,21 @@ class Scheduler:
             },
         )
         return result
+
+
+def _state_error(group: BaseExceptionGroup[BaseException]) -> StateError | None:
+    """The first ``StateError`` in ``group``, re-worded for a run it ended (None if none)."""
+    found = group.subgroup(lambda exc: isinstance(exc, StateError))
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    if not isinstance(found, StateError):
+        return None
+    return StateError(
+        f"the run's state became unusable while it ran ({found.message}); if the state "
+        "directory was "
+        "deleted (a `git clean -x`, a task's `rm`), its record of this run is lost",
+        path=found.path,
+    )
 
 
 def _kind(task: Task) -> str:

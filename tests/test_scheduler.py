@@ -373,3 +373,24 @@ async def test_timeout_kills_the_command_without_pidfds(
     assert of_type(messages(repo, "slow2"), "TASK_FAILED", "a")[0]["payload"]["timed_out"] is True
     with pytest.raises(ProcessLookupError):
         os.kill(int((repo / "pid.txt").read_text()), 0)
+
+
+async def test_state_directory_deleted_mid_run_is_a_state_error(repo: Path) -> None:
+    """A task that deletes the state directory ends the run with a StateError (exit 5), not
+    a traceback from inside the task group."""
+    from conductor.errors import StateError
+
+    sd = state_of(repo, "gone")
+    track = make_track(
+        f"""
+        track: gone
+        max_parallel: 2
+        tasks:
+          - {{id: a, run: "sleep 0.5"}}
+          - {{id: b, run: "rm -rf {sd.root}"}}
+          - {{id: c, run: "true", depends_on: [a, b]}}
+        """
+    )
+    with pytest.raises(StateError, match="state became unusable") as info:
+        await run(track, repo)
+    assert info.value.exit_code == 5

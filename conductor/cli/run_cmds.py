@@ -1,4 +1,4 @@
-"""``conductor run``, ``conductor resume`` and ``conductor status``."""
+"""``conductor run``, ``conductor resume``, ``conductor status`` and ``conductor revert``."""
 
 from __future__ import annotations
 
@@ -177,6 +177,9 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
                 "failures": ts.failures,
                 "duration": ts.duration,
                 "cost_usd": round(ts.cost_usd, 6),
+                "commit": ts.commit,
+                "denials": ts.denials,
+                "kept_copy": ts.kept_copy,
                 "error": ts.last_error
                 if view[tid] in (TaskStatus.FAILED, TaskStatus.PENDING)
                 else None,
@@ -210,6 +213,39 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
         line = (
             f"  {row['task']:<{width}}  {row['status']:<8}  attempts {row['attempts']}  {duration}"
         )
+        if row["commit"]:
+            line += f"  commit {str(row['commit'])[:12]}"
+        if row["denials"]:
+            line += f"  {row['denials']} denied"
         if row["error"]:
             line += f"  {str(row['error']).splitlines()[0][:80]}"
         click.echo(line)
+        if row["kept_copy"]:
+            click.echo(f"  {'':<{width}}  failed attempt's copy kept: {row['kept_copy']}")
+
+
+@main.command()
+@click.argument("track")
+@click.argument("task")
+@repo_option
+@state_dir_option
+@handle_errors
+def revert(track: str, task: str, repo: Path, state_dir: Path | None) -> None:
+    """Undo TASK's landed commit with a new commit, and mark the task pending again.
+
+    TRACK is a track file or a track id. Every path the task changed must be clean in your
+    checkout and unchanged since; otherwise nothing is changed and the paths are named. The
+    next `conductor run` would redo the task: post SKIP for it to leave it undone.
+    """
+    from conductor.revert import revert_task
+
+    track_id, _ = resolve_track(track)
+    landed = revert_task(track_id, task, repo=repo, state_root=state_dir)
+    click.echo(
+        f"reverted task {task}: commit {landed.commit[:12]} undoes it "
+        f"({len(landed.paths)} file{'s' if len(landed.paths) != 1 else ''})"
+    )
+    click.echo(
+        f"task {task} is pending again; to leave it undone: "
+        f"conductor bus post {track_id} SKIP --task {task}"
+    )

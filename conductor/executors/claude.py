@@ -80,6 +80,7 @@ from conductor.executors.evidence import (
     locks_covering,
 )
 from conductor.sandbox import claude_settings
+from conductor.executors.transcript import Transcript
 from conductor.executors.tool_names import SERVER_KEY, qualified, qualified_tool_names
 from conductor.messages import MessageType
 
@@ -442,6 +443,20 @@ class ClaudeExecutor(ExecutorBase):
             return Outcome(ok=False, error=str(exc), retryable=False)
         evidence = Evidence()
         meter = Meter(ctx.post)
+        transcript = Transcript(ctx.log_path, ctx.post)
+        try:
+            return await self._attempt(ctx, prepared, evidence, meter, transcript)
+        finally:
+            transcript.close()
+
+    async def _attempt(
+        self,
+        ctx: AttemptContext,
+        prepared: _Prepared,
+        evidence: Evidence,
+        meter: Meter,
+        transcript: Transcript,
+    ) -> Outcome:
         api_failures = 0
         sessions = 0
         end: SessionEnd | None = None
@@ -460,7 +475,9 @@ class ClaudeExecutor(ExecutorBase):
                 break
             sessions += 1
             meter.begin_session()
-            end = await self._run_session(ctx, prepared, evidence, meter, budget, sessions)
+            end = await self._run_session(
+                ctx, prepared, evidence, meter, budget, sessions, transcript
+            )
             status = end.api_status
             if status is None or evidence.claim is not None or api_failures >= self.api_retries:
                 break
@@ -481,7 +498,12 @@ class ClaudeExecutor(ExecutorBase):
         if outcome is not None:
             return outcome
         assert end is not None
-        return self._verdict(ctx, end, evidence, meter, api_failures, sessions, prepared.agent_name)
+        outcome = self._verdict(
+            ctx, end, evidence, meter, api_failures, sessions, prepared.agent_name
+        )
+        outcome.extra["denials"] = transcript.denials()
+        outcome.extra["transcript"] = transcript.path.name
+        return outcome
 
     def _verdict(
         self,
@@ -663,7 +685,9 @@ class ClaudeExecutor(ExecutorBase):
             else None,
         )
 
-    def _hooks(self, ctx: AttemptContext, evidence: Evidence) -> dict[Any, list[HookMatcher]]:
+    def _hooks(
+        self, ctx: AttemptContext, evidence: Evidence, transcript: Transcript
+    ) -> dict[Any, list[HookMatcher]]:
         locks = ctx.locks
         guard = FileGuard(
             repo=ctx.cwd,
@@ -673,7 +697,8 @@ class ClaudeExecutor(ExecutorBase):
             extra_forbidden=() if ctx.workdir is not None else (ctx.state_root,),
         )
 
-        def deny(name: str, path: str, reason: str) -> HookJSONOutput:
+        def deny(name: str, path: str, reason: str, tool_use_id: str | None) -> HookJSONOutput:
+            transcript.denied(tool_use_id, name, path, reason)
             denial = {"tool": name, "path": path, "reason": reason}
             evidence.denials.append(denial)
             try:
@@ -694,21 +719,24 @@ class ClaudeExecutor(ExecutorBase):
             raw_input: dict[str, Any] = dict(data)
             name = str(raw_input.get("tool_name", ""))
             tool_input = raw_input.get("tool_input") or {}
-            evidence.record_tool_use(name, tool_use_id or raw_input.get("tool_use_id"))
+            tool_use_id = tool_use_id or raw_input.get("tool_use_id")
+            evidence.record_tool_use(name, tool_use_id)
             if name not in GUARDED_TOOLS:
                 return {}
             raw = guarded_path(tool_input) if isinstance(tool_input, dict) else None
             if raw is None:
-                return deny(name, "", "no file path in the tool call")
+                return deny(name, "", "no file path in the tool call", tool_use_id)
             cwd = raw_input.get("cwd")
             try:
                 rel, reason = guard.check(raw, cwd=Path(cwd) if isinstance(cwd, str) else None)
             except Exception as exc:  # fail closed: a guard that cannot decide denies
                 log.exception("file guard failed", worker=ctx.worker_id, path=raw)
-                return deny(name, raw, f"conductor could not check this path ({exc})")
+                return deny(
+                    name, raw, f"conductor could not check this path ({exc})", tool_use_id
+                )
             if reason is None:
                 return {}
-            return deny(name, rel or raw, reason)
+            return deny(name, rel or raw, reason, tool_use_id)
 
         async def post_tool_use(
             data: HookInput, tool_use_id: str | None, _context: HookContext
@@ -734,6 +762,7 @@ class ClaudeExecutor(ExecutorBase):
         meter: Meter,
         budget: float | None,
         number: int,
+        transcript: Transcript,
     ) -> SessionEnd:
         session_id = str(uuid.uuid4())
         end = SessionEnd(session_id=session_id)
@@ -759,7 +788,7 @@ class ClaudeExecutor(ExecutorBase):
             ctx,
             prepared,
             binding=binding,
-            hooks=self._hooks(ctx, evidence),
+            hooks=self._hooks(ctx, evidence, transcript),
             budget=budget,
             session_id=session_id,
             stderr=stderr,
@@ -792,6 +821,7 @@ class ClaudeExecutor(ExecutorBase):
             )
             try:
                 async for message in client.receive_messages():
+                    transcript.record(message)
                     self._observe(ctx, message, end, evidence, meter)
             except ResultError as exc:
                 end.exit_code = exc.exit_code

@@ -1,0 +1,64 @@
+"""Undo one task's landed work: ``conductor revert TRACK TASK``.
+
+The task's landing commit (the ``commit`` on its TASK_COMPLETE) is undone by a new commit on
+``HEAD`` that puts back what it changed, under the same rules as a landing: every path must
+be clean in the checkout and unchanged in ``HEAD`` since that commit, or nothing happens
+(``LandConflict`` names the paths). The task is then reset on the bus (TASK_RESET), so the
+track shows it pending again and the next ``conductor run`` would redo it; post ``SKIP`` for
+it to leave it undone. Tasks that depend on it are left as they are. The track must not be
+running: revert takes its run lock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conductor.bus import Bus
+from conductor.copies import Checkout
+from conductor.errors import UserError
+from conductor.landing import Landed, commit_changes, commit_message, inverse, land
+from conductor.locks import RunLock
+from conductor.messages import MessageType
+from conductor.paths import StateDir
+from conductor.state import TaskStatus, replay
+
+
+def revert_task(
+    track_id: str, task_id: str, *, repo: Path, state_root: Path | None = None
+) -> Landed:
+    """Revert ``task_id``'s landed commit; return the new commit (see the module docstring)."""
+    sd = StateDir.for_track(repo.resolve(), track_id, state_root)
+    if not sd.bus.is_dir():
+        raise UserError(f"track {track_id!r} has no run state under {sd.root}")
+    with RunLock(sd, track_id), Bus.for_state(sd, track_id) as bus:
+        state = replay(bus.read(), track_id)
+        if task_id not in state.tasks:
+            raise UserError(f"track {track_id!r} has no task {task_id!r} on its bus")
+        ts = state.task(task_id)
+        if ts.status is not TaskStatus.COMPLETE or not ts.commit:
+            why = "it landed no change" if ts.status is TaskStatus.COMPLETE else ts.status.value
+            raise UserError(f"task {task_id!r} has no landed commit to revert ({why})")
+        checkout = Checkout.find(repo.resolve())
+        sha = ts.commit
+        subject = checkout.git("log", "-1", "--format=%s", sha).stdout.decode().strip()
+        message = commit_message(
+            f'Revert "{subject}"',
+            f"This reverts commit {sha}.",
+            {"Conductor-Track": track_id, "Conductor-Task": task_id, "Conductor-Reverts": sha},
+        )
+        landed = land(
+            checkout,
+            inverse(commit_changes(checkout, sha)),
+            message=message,
+            lock=sd.root.parent / ".land.lock",
+        )
+        bus.post(
+            MessageType.TASK_RESET,
+            task=task_id,
+            payload={
+                "reason": f"reverted by a person: {landed.commit[:12]} undoes {sha[:12]}",
+                "reverted": sha,
+                "revert_commit": landed.commit,
+            },
+        )
+        return landed

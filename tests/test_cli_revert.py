@@ -1,0 +1,106 @@
+"""`conductor revert` and what `conductor status` says about landed, denied and kept work."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import anyio
+import pytest
+from click.testing import CliRunner
+
+from conductor.cli import main
+from conductor.scheduler import RunOptions, run_track
+from conductor.testing.scripted import ScriptedExecutor, Step
+from conductor.track import parse_track
+
+TRACK = textwrap.dedent(
+    """
+    track: rev
+    tasks:
+      - {id: add, type: code, files: ["src/**"]}
+      - {id: broken, type: code, files: ["lib/**"], max_attempts: 1}
+    """
+)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture
+def ran(repo: Path, tmp_path: Path) -> Path:
+    """A track run in copies: `add` landed a commit, `broken` failed and kept its copy."""
+    git(repo, "config", "user.name", "P")
+    git(repo, "config", "user.email", "p@example.com")
+    track_file = tmp_path / "track.yaml"
+    track_file.write_text(TRACK)
+    executor = ScriptedExecutor(copy=True)
+    executor.enqueue("add", Step(writes={"src/a.py": "a = 1\n"}))
+    executor.enqueue("broken", Step(writes={"lib/x.py": "x\n", "README": "oops\n"}))
+    options = RunOptions(
+        repo=repo,
+        state_root=Path(os.environ["CONDUCTOR_STATE_DIR"]),
+        executors=lambda task: executor,
+        handle_signals=False,
+    )
+    anyio.run(run_track, parse_track(TRACK), options)
+    return track_file
+
+
+def test_status_shows_commit_and_kept_copy(repo: Path, ran: Path) -> None:
+    """status names the landed commit of a task and the kept copy of a failed one."""
+    result = CliRunner().invoke(
+        main, ["status", str(ran), "--repo", str(repo)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert f"commit {head[:12]}" in result.output
+    assert "copy kept: " in result.output and "broken.1" in result.output
+    data = json.loads(
+        CliRunner()
+        .invoke(main, ["status", str(ran), "--repo", str(repo), "--json"], catch_exceptions=False)
+        .output
+    )
+    rows = {r["task"]: r for r in data["tasks"]}
+    assert rows["add"]["commit"] == head and rows["broken"]["kept_copy"]
+
+
+def test_revert_undoes_the_task_and_resets_it(repo: Path, ran: Path) -> None:
+    """revert makes a commit that undoes the task's files and marks the task pending."""
+    landed = git(repo, "rev-parse", "HEAD").strip()
+    result = CliRunner().invoke(
+        main, ["revert", str(ran), "add", "--repo", str(repo)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "pending again" in result.output
+    assert not (repo / "src" / "a.py").exists()
+    body = git(repo, "log", "-1", "--format=%B")
+    assert body.startswith('Revert "rev/add"') and f"Conductor-Reverts: {landed}" in body
+    assert git(repo, "status", "--porcelain") == ""
+    status = CliRunner().invoke(
+        main, ["status", str(ran), "--repo", str(repo), "--json"], catch_exceptions=False
+    )
+    rows = {r["task"]: r for r in json.loads(status.output)["tasks"]}
+    assert rows["add"]["status"] == "pending" and rows["add"]["commit"] is None
+
+
+def test_revert_refuses_when_the_files_changed_since(repo: Path, ran: Path) -> None:
+    """A path changed after the landing is a conflict: nothing is reverted, the paths named."""
+    (repo / "src" / "a.py").write_text("mine\n")
+    result = CliRunner().invoke(main, ["revert", str(ran), "add", "--repo", str(repo)])
+    assert result.exit_code == 1
+    assert "src/a.py" in result.output and "Traceback" not in result.output
+    assert (repo / "src" / "a.py").read_text() == "mine\n"
+
+
+def test_revert_of_a_task_without_commit_is_a_user_error(repo: Path, ran: Path) -> None:
+    """A task that never landed has nothing to revert: exit 2 with the reason."""
+    result = CliRunner().invoke(main, ["revert", str(ran), "broken", "--repo", str(repo)])
+    assert result.exit_code == 2
+    assert "no landed commit" in result.output
