@@ -341,3 +341,30 @@ async def test_verify_runs_sandboxed_in_the_copy(person: Path, tmp_path: Path) -
     assert not outside.exists()
     verify = of_type(messages(person, "sbverify"), MessageType.VERIFY_RESULT)
     assert [v.payload["ok"] for v in verify] == [True, True]
+
+
+async def test_planted_git_config_hooks_and_filters_never_run(person: Path, tmp_path: Path) -> None:
+    """An attempt that plants fsmonitor, hooks and filters in its clone's git directory (as if
+    it got past the sandbox) never has them run by verdict, verify or landing."""
+    marker = tmp_path / "ran"
+
+    class Planting(ScriptedExecutor):
+        async def execute(self, ctx):  # type: ignore[no-untyped-def]
+            git(ctx.cwd, "config", "core.fsmonitor", f"touch {marker}.fsmonitor; false")
+            git(ctx.cwd, "config", "filter.evil.clean", f"touch {marker}.clean; cat")
+            git(ctx.cwd, "config", "filter.evil.smudge", f"touch {marker}.smudge; cat")
+            hooks = ctx.cwd / ".git" / "hooks"
+            for name in ("pre-commit", "post-index-change", "reference-transaction"):
+                (hooks / name).write_text(f"#!/bin/sh\ntouch {marker}.{name}\n")
+                (hooks / name).chmod(0o755)
+            return await super().execute(ctx)
+
+    executor = Planting(copy=True)
+    executor.enqueue(
+        "make-b", Step(writes={"src/b.py": "b = 1\n", "src/.gitattributes": "* filter=evil\n"})
+    )
+    executor.enqueue("docs", Step(writes={"docs/b.md": "b\n"}))
+    result = await run(make_track(TWO.replace("src/b.py]", "src/*]")), person, executor)
+    assert result.status == "complete", result.failed
+    assert not list(tmp_path.glob("ran.*"))
+    assert (person / "src" / "b.py").read_text() == "b = 1\n"
