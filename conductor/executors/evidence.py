@@ -25,11 +25,9 @@ write only inside the copy, and their effects show up in the copy's diff.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
