@@ -5,13 +5,13 @@ A command without shell syntax is executed directly (as make does); anything els
 whole tree: SIGTERM to the group, then SIGKILL after a grace period.
 
 Orphans. Every worker process (and everything it starts) carries ``CONDUCTOR_BUS_DIR`` naming
-its track's bus in its environment, or, for attempts in a copy (which must not learn where the
-bus is), ``CONDUCTOR_RUN_TAG``, an opaque mark derived from it. When a conductor is killed with ``kill -9`` its children
-live on; the next conductor of the track, holding the run lock, knows that no worker of the
-track can legitimately be running yet, so ``reap_orphans`` ends every process whose
-environment names this bus — grandchildren that left the process group included. A process
-that scrubs its own environment escapes this; Claude CLI processes are also ended by the pid
-recorded in WORKER_STARTED.
+its track's bus in its environment, or, for attempts in a copy (which must not learn where
+the bus is), ``CONDUCTOR_RUN_TAG``, an opaque mark derived from it. When a conductor is killed
+with ``kill -9`` its children live on; the next conductor of the track, holding the run
+lock, knows that no worker of the track can legitimately be running yet, so ``reap_orphans``
+ends every process whose environment names this bus — grandchildren that left the process
+group included. A process that scrubs its own environment escapes this; Claude CLI processes
+are also ended by the pid recorded in WORKER_STARTED.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from typing import BinaryIO
 
 import anyio
 import psutil
-
 
 _SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[#~=%{}\n")
 TERM_GRACE = 3.0

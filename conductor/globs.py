@@ -17,8 +17,11 @@ root:
   else acts like ``*`` (``src/**.py`` is ``src/*.py``);
 - a pattern that names a directory, with or without a trailing ``/``, also covers everything
   under it: ``src`` and ``src/`` cover ``src/a/b.py``. A glob cannot tell a directory from a
-  file, so this holds for every pattern: ``src/*.py`` covers ``src/x.py/notes.txt``; ``src/``
-  and ``src/**`` cover only what is under ``src``, not a file named ``src``;
+  file, so this holds for every pattern (``src/*.py`` covers ``src/x.py/notes.txt``) but
+  one kind: a plain path whose last name has an extension (``setup.py``, ``docs/guide.md``,
+  ``.eslintrc.json``) names that file and nothing under it, so that ``**/*.py`` and
+  ``README.md`` do not meet in ``README.md/x.py``. ``src/`` and ``src/**`` cover only what
+  is under ``src``, not a file named ``src``;
 - matching is case sensitive.
 
 ``matches`` translates patterns with pathspec's gitwildmatch pattern class (anchored by a
@@ -211,6 +214,8 @@ class _Glob:
     """It matches no path at all (a character set with no character in it)."""
     key: tuple[str, ...]
     """Its leading segments without wildcards: every path it covers starts with them."""
+    exact: bool = False
+    """A plain file name with an extension (``setup.py``): it covers nothing under it."""
 
 
 @lru_cache(maxsize=65536)
@@ -244,7 +249,13 @@ def _parse(pattern: str) -> _Glob:
         if not isinstance(segment, str):
             break
         key.append(segment)
-    return _Glob(tuple(segments), directory, empty, tuple(key))
+    exact = plain and not directory and bool(segments) and _is_file_name(str(segments[-1]))
+    return _Glob(tuple(segments), directory, empty, tuple(key), exact)
+
+
+def _is_file_name(name: str) -> bool:
+    """``setup.py``, ``.eslintrc.json``: a name with an extension (a dot after its start)."""
+    return "." in name.lstrip(".")
 
 
 # --------------------------------------------------------------------------- matching
@@ -266,6 +277,8 @@ def _regex(pattern: str) -> re.Pattern[str]:
         return _NEVER
     if not glob.segments:
         return _ALWAYS
+    if glob.exact:
+        return re.compile(r"\A" + re.escape("/".join(str(s) for s in glob.segments)) + r"\Z")
     # Character sets (and spaces, which pathspec would trim at the end) go to pathspec as a
     # placeholder character that the pattern does not contain, replaced in its regex.
     mark = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in pattern)
@@ -394,8 +407,13 @@ def _globs_meet(a: _Glob, b: _Glob) -> bool:
             continue
         seen.add(state)
         i, j = state
-        if i == n or j == m:
+        if i == n and j == m:
             return True
+        if i == n or j == m:
+            # A pattern that ran out covers what is under it, unless it names a file.
+            if (i == n and not a.exact) or (j == m and not b.exact):
+                return True
+            continue
         sa, sb = a.segments[i], b.segments[j]
         if sa == _DEEP:
             stack += [(i + 1, j), (i, j + 1)]
@@ -416,8 +434,9 @@ def overlap(p: str, q: str) -> bool:
 
     True whenever a common path exists, counting what is under a directory: ``src`` and
     ``src/*.py`` overlap, ``src/*.py`` and ``src/a/b.py`` do not, ``**/*.py`` and ``setup.py``
-    do. Since any name may be a directory, a pattern that starts with ``**/`` overlaps every
-    other pattern (``**/*.py`` and ``README.md`` meet in ``README.md/x.py``).
+    do. Since a name without an extension may be a directory, a pattern that starts with
+    ``**/`` overlaps such names (``**/*.py`` and ``Makefile`` meet in ``Makefile/x.py``), but
+    not file names (``README.md``).
     """
     return _overlap(p, q) if p <= q else _overlap(q, p)
 
@@ -474,6 +493,10 @@ def covers(outer: str, inner: str) -> bool:
         seen.add(state)
         x, y = state
         if x == n:  # ``outer`` covers what it matched and everything under it
+            if o.exact:  # ... but a file name covers only itself
+                if y == m and i.exact:
+                    return True
+                continue
             if y < m or not o.directory or i.directory:
                 return True
             continue

@@ -11,9 +11,10 @@ Rules, checked under one kernel lock per state root so two tracks never land at 
 - every path the attempt changed must be clean in the checkout (working tree = index =
   ``HEAD``; no untracked or ignored file in the way), unchanged in ``HEAD`` since the
   snapshot the attempt started from, and a path it adds must not be one the checkout ignores
-  (a copy whose ignore rules differ never writes into ignored places such as ``.conductor/``). Otherwise nothing is applied: the attempt fails naming
-  the paths, and its work is kept as a commit on ``refs/conductor/<track>/attempts/<worker>``
-  for the person to cherry-pick;
+  (a copy whose ignore rules differ never writes into ignored places such as
+  ``.conductor/``). Otherwise nothing is applied: the attempt fails naming the paths, and
+  its work is kept as a commit on ``refs/conductor/<track>/attempts/<worker>`` for the
+  person to cherry-pick;
 - so the person's own uncommitted changes are never committed, overwritten or lost: a path
   they have touched is never landed on;
 - the commit's tree is ``HEAD``'s with exactly those paths replaced; the files are then
@@ -190,7 +191,8 @@ def land(
         problems = conflicts(checkout, head, changes)
         if problems:
             raise LandConflict(
-                "cannot land: " + "; ".join(problems[:20]), paths=[p.split(":")[0] for p in problems]
+                "cannot land: " + "; ".join(problems[:20]),
+                paths=[p.split(":")[0] for p in problems],
             )
         index = lock.with_name(f"land.{os.getpid()}.index")
         index.unlink(missing_ok=True)

@@ -40,9 +40,9 @@ import anyio.abc
 import structlog
 
 from conductor.bus import Bus, Durability
-from conductor.errors import ConductorError, StateError, UserError
 from conductor.commands import TAG_ENV, append_log, reap_orphans, run_command, run_tag, tail
 from conductor.copies import GitError
+from conductor.errors import ConductorError, StateError, UserError
 from conductor.executors.base import (
     AttemptContext,
     Executor,
@@ -51,8 +51,8 @@ from conductor.executors.base import (
     Sandbox,
     needs_of,
 )
-from conductor.isolation import Isolation, Judgement, LandConflict, Workspace
-from conductor.landing import change_to_dict, commit_message, finish_landing
+from conductor.isolation import Isolation, Judgement, Workspace
+from conductor.landing import LandConflict, change_to_dict, commit_message, finish_landing
 from conductor.locks import PathLocks, RunLock
 from conductor.messages import Message, MessageType
 from conductor.paths import StateDir
@@ -530,11 +530,8 @@ class Scheduler:
             return False
         if not landed:
             return False
-        payload = {
-            key: landing[key]
-            for key in ("hash", "cost_usd", "duration", "summary", "files_changed", "commit")
-            if key in landing
-        }
+        keys = ("hash", "cost_usd", "duration", "summary", "files_changed", "commit")
+        payload: dict[str, Any] = {key: landing[key] for key in keys if key in landing}
         self.post(
             MessageType.TASK_COMPLETE,
             task=tid,
@@ -1091,7 +1088,7 @@ class Scheduler:
 
 def _state_error(group: BaseExceptionGroup[BaseException]) -> StateError | None:
     """The first ``StateError`` in ``group``, re-worded for a run it ended (None if none)."""
-    found = group.subgroup(lambda exc: isinstance(exc, StateError))
+    found: BaseException | None = group.subgroup(lambda exc: isinstance(exc, StateError))
     while isinstance(found, BaseExceptionGroup):
         found = found.exceptions[0]
     if not isinstance(found, StateError):

@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchlib import verdict  # noqa: E402
+from benchlib import verdict
 
-from conductor.isolation import Isolation  # noqa: E402
-from conductor.paths import StateDir  # noqa: E402
-from conductor.track import parse_track  # noqa: E402
+from conductor.isolation import Isolation
+from conductor.paths import StateDir
+from conductor.track import parse_track
 
 BAR = 1.5
 

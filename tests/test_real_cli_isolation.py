@@ -31,6 +31,11 @@ pytestmark = [
 ]
 
 
+def ran(directory: Path) -> list[str]:
+    """Marker files a planted program would have left."""
+    return [name for name in os.listdir(directory) if name.startswith("ran.")]
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
@@ -251,13 +256,13 @@ async def test_planted_hooks_fsmonitor_and_filters_never_run(
     assert r.result.status == "complete", r.result.failed
     tools = (r.sd.logs / "t.1.tools.jsonl").read_text()
     assert "git config core.fsmonitor" in tools, "the attempt to plant is on record"
-    assert not list(tmp_path.glob("ran.*"))
+    assert not ran(tmp_path)
     assert_checkout(
         person,
         {"src/ok.py": "ok = 1\n", "src/.gitattributes": "* filter=evil diff=evil\n"},
         commits=1,
     )
-    assert not list(tmp_path.glob("ran.*"))
+    assert not ran(tmp_path)
 
 
 async def test_session_cannot_post_on_the_bus(person: Path, tmp_path: Path) -> None:

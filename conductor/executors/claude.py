@@ -79,13 +79,12 @@ from conductor.executors.evidence import (
     judge,
     locks_covering,
 )
-from conductor.sandbox import claude_settings
-from conductor.executors.transcript import Transcript
 from conductor.executors.tool_names import SERVER_KEY, qualified, qualified_tool_names
+from conductor.executors.transcript import Transcript
 from conductor.messages import MessageType
+from conductor.sandbox import claude_settings
 
 if TYPE_CHECKING:
-    from conductor.track import Task
     from claude_agent_sdk.types import (
         HookContext,
         HookInput,
@@ -93,6 +92,8 @@ if TYPE_CHECKING:
         PermissionMode,
         SettingSource,
     )
+
+    from conductor.track import Task
 
 log = structlog.get_logger(__name__)
 

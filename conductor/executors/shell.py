@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 
 from conductor.commands import run_command
-from conductor.sandbox import sandbox_wrapper
 from conductor.executors.base import AttemptContext, ExecutorBase, Needs, Outcome
+from conductor.sandbox import sandbox_wrapper
 from conductor.track import Task
 
 

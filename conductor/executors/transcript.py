@@ -25,8 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_agent_sdk import AssistantMessage, ResultMessage, ToolResultBlock, ToolUseBlock
-from claude_agent_sdk import UserMessage
+from claude_agent_sdk import (
+    AssistantMessage,
+    ResultMessage,
+    ToolResultBlock,
+    ToolUseBlock,
+    UserMessage,
+)
 
 from conductor.messages import MessageType
 
@@ -89,7 +94,8 @@ class Transcript:
     def record(self, message: Any) -> None:
         """Write ``message`` to the transcript and follow its tool calls and results."""
         with contextlib.suppress(OSError, ValueError):
-            data = dataclasses.asdict(message) if dataclasses.is_dataclass(message) else message
+            is_record = dataclasses.is_dataclass(message) and not isinstance(message, type)
+            data = dataclasses.asdict(message) if is_record else message
             line = json.dumps(
                 {"kind": type(message).__name__, "message": data}, default=str, ensure_ascii=False
             )
@@ -166,13 +172,12 @@ class Transcript:
 
     def close(self) -> None:
         """Write the tool-call list and close the transcript."""
-        with contextlib.suppress(OSError):
-            with open(self.tools_path, "w", encoding="utf-8") as fh:
-                for call in self.calls.values():
-                    record = {"tool": call.tool, "target": call.target, "status": call.status}
-                    if call.reason:
-                        record["reason"] = call.reason
-                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        with contextlib.suppress(OSError), open(self.tools_path, "w", encoding="utf-8") as fh:
+            for call in self.calls.values():
+                record = {"tool": call.tool, "target": call.target, "status": call.status}
+                if call.reason:
+                    record["reason"] = call.reason
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         with contextlib.suppress(OSError):
             self._fh.close()
 
