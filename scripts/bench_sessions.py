@@ -10,8 +10,14 @@ does a couple of turns with a short sleep, writes its file, and reports completi
 - peak RSS of the conductor process while all sessions are live (bar: <= 150 MB);
 - processes still alive after the run (bar: 0).
 
-Usage: ``python scripts/bench_sessions.py [--sessions 20] [--sleep 0.5] [--turns 2]``.
-Exits non-zero when a bar fails or an attempt did not succeed.
+With ``--sandbox`` the same sessions run the way a track runs them (``run_track``): each in
+its own copy of the repository with Claude Code's sandbox settings, judged by its diff,
+verified (``test -s``) inside bubblewrap and landed as a commit, so the figures include copy,
+verdict, sandboxed verify and landing. (The fake CLI does not itself confine Bash; the real
+CLI's sandbox is exercised by ``tests/test_real_cli_isolation.py``.)
+
+Usage: ``python scripts/bench_sessions.py [--sessions 20] [--sleep 0.5] [--turns 2]
+[--sandbox]``. Exits non-zero when a bar fails or an attempt did not succeed.
 """
 
 from __future__ import annotations
@@ -52,16 +58,20 @@ def _git(repo: Path, *args: str) -> None:
     )
 
 
-def make_track(n: int) -> Track:
+def make_track(n: int, verify: bool = False) -> Track:
+    check = ', verify: ["test -s out/s{i:02d}.txt"]' if verify else ""
     tasks = "\n".join(
-        f'  - {{id: s{i:02d}, type: code, files: ["out/s{i:02d}.txt"], agent: coder}}'
+        f'  - {{id: s{i:02d}, type: code, files: ["out/s{i:02d}.txt"], agent: coder'
+        + check.format(i=i)
+        + "}"
         for i in range(n)
     )
     text = textwrap.dedent(
-        """
+        f"""
         track: bench
+        max_parallel: {n}
         agents:
-          coder: {role: Coder, system_prompt: Write the file., tools: [Read, Write, Edit]}
+          coder: {{role: Coder, system_prompt: Write the file., tools: [Read, Write, Edit]}}
         tasks:
         """
     )
@@ -116,14 +126,14 @@ class Sampler:
             await anyio.sleep(0.02)
 
 
-async def bench(n: int, sleep: float, turns: int) -> int:
+async def bench(n: int, sleep: float, turns: int, sandbox: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="conductor-bench-") as tmp:
         root = Path(tmp)
         repo = root / "repo"
         repo.mkdir()
         _git(repo, "init", "-q")
         _git(repo, "commit", "-q", "--allow-empty", "-m", "init")
-        track = make_track(n)
+        track = make_track(n, verify=sandbox)
         script = root / "script.yaml"
         work = make_script(script, n, sleep, turns)
         sd = StateDir.for_track(repo, track.id, root / "state").ensure()
@@ -137,6 +147,22 @@ async def bench(n: int, sleep: float, turns: int) -> int:
             cli_path=fake_cli_path(), extra_env={"CONDUCTOR_FAKE_SCRIPT": str(script)}
         )
         outcomes: dict[str, Outcome] = {}
+
+        async def whole_track() -> None:
+            from conductor.scheduler import RunOptions, run_track
+
+            result = await run_track(
+                track,
+                RunOptions(
+                    repo=repo,
+                    state_root=root / "state",
+                    executors=lambda task: executor,
+                    handle_signals=False,
+                ),
+            )
+            for task in track.tasks:
+                error = result.failed.get(task.id)
+                outcomes[task.id] = Outcome(ok=task.id in result.completed, error=error)
 
         async def attempt(task_id: str) -> None:
             wid = f"{task_id}.1"
@@ -157,7 +183,8 @@ async def bench(n: int, sleep: float, turns: int) -> int:
                 post=post,
                 token=token,
                 env={"CONDUCTOR_WORKER": wid, "CONDUCTOR_WORKER_TOKEN": token},
-                services={"locks": locks, "bus": bus},
+                locks=locks,
+                bus=bus,
             )
             outcomes[task_id] = await executor.execute(ctx)
 
@@ -166,9 +193,12 @@ async def bench(n: int, sleep: float, turns: int) -> int:
         began = time.monotonic()
         async with anyio.create_task_group() as outer:
             outer.start_soon(sampler.run)
-            async with anyio.create_task_group() as tg:
-                for task in track.tasks:
-                    tg.start_soon(attempt, task.id)
+            if sandbox:
+                await whole_track()
+            else:
+                async with anyio.create_task_group() as tg:
+                    for task in track.tasks:
+                        tg.start_soon(attempt, task.id)
             wall = time.monotonic() - began
             outer.cancel_scope.cancel()
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -189,7 +219,9 @@ async def bench(n: int, sleep: float, turns: int) -> int:
     rss_ok = peak_mb <= RSS_BAR_MB and sampler.all_live_samples > 0
     leak_ok = len(leaked) <= LEAK_BAR
 
+    mode = "copies + sandbox + verify + landing" if sandbox else "in the checkout, no sandbox"
     print(f"sessions                      {n} in parallel, {turns} turns, {sleep:g}s sleep each")
+    print(f"mode                          {mode}")
     print(f"attempts ok                   {n - len(failed)}/{n}")
     print(f"wall time                     {wall:.2f} s (scripted work per session {work:.2f} s)")
     print(f"overhead per session          {overhead * 1000:.0f} ms  (wall - work) / sessions")
@@ -218,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--sleep", type=float, default=0.5, help="seconds slept per turn")
     parser.add_argument("--turns", type=int, default=2)
+    parser.add_argument(
+        "--sandbox", action="store_true", help="run as a track does: copies, sandbox, landing"
+    )
     args = parser.parse_args(argv)
-    return anyio.run(bench, args.sessions, args.sleep, args.turns)
+    return anyio.run(bench, args.sessions, args.sleep, args.turns, args.sandbox)
 
 
 if __name__ == "__main__":

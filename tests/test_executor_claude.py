@@ -215,6 +215,26 @@ async def test_isolation_options_reach_the_cli(h: Harness) -> None:
     assert f"--- claude session 1 ({outcome.session_id}) ---" in ctx.log_path.read_text()
 
 
+async def test_sandbox_and_network_reach_the_cli(h: Harness) -> None:
+    """An attempt with a sandbox plan runs the CLI with Claude Code's sandbox on, unsandboxed
+    commands refused and the track's domains as the only network."""
+    import dataclasses
+
+    from conductor.executors.base import Sandbox
+
+    h.write_script(rule("ok", [{"text": "hi"}]))
+    ctx = dataclasses.replace(h.ctx("ok"), sandbox=Sandbox(allowed_domains=("pypi.org",)))
+    await h.executor().execute(ctx)
+    (start,) = h.starts()
+    settings = json.loads(start["args"]["values"]["settings"])
+    assert settings["sandbox"] == {
+        "enabled": True,
+        "autoAllowBashIfSandboxed": True,
+        "allowUnsandboxedCommands": False,
+        "network": {"allowedDomains": ["pypi.org"]},
+    }
+
+
 async def test_large_system_prompt_goes_through_a_file(h: Harness) -> None:
     """A skill over 100 KiB is passed with --append-system-prompt-file, not on the command line."""
     h.write_script(rule("big", [{"text": "ok"}]))

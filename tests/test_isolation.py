@@ -373,3 +373,26 @@ async def test_planted_git_config_hooks_and_filters_never_run(person: Path, tmp_
     assert result.status == "complete", result.failed
     assert not ran(tmp_path)
     assert (person / "src" / "b.py").read_text() == "b = 1\n"
+
+
+async def test_missing_sandbox_refuses_to_start_unless_the_track_turns_it_off(
+    person: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without bubblewrap a track whose attempts need the sandbox is refused, naming what to
+    install and writing nothing on the bus; `sandbox: off` runs it, unsandboxed."""
+    import conductor.scheduler as scheduler
+
+    monkeypatch.setattr(scheduler, "sandbox_unavailable", lambda: "bwrap not found on PATH")
+    text = """
+        track: nosb
+        {extra}
+        tasks:
+          - {{id: t, type: code, files: [src/b.py]}}
+        """
+    executor = ScriptedExecutor(copy=True, sandbox=True)
+    with pytest.raises(UserError, match="apt-get install bubblewrap socat"):
+        await run(make_track(text.format(extra="")), person, executor)
+    assert not state_of(person, "nosb").bus.exists() or messages(person, "nosb") == []
+    executor.enqueue("t", Step(writes={"src/b.py": "b\n"}))
+    result = await run(make_track(text.format(extra="sandbox: off")), person, executor)
+    assert result.status == "complete"
