@@ -192,6 +192,7 @@ class Isolation:
                 state.changes,
                 message=message,
                 lock=self.sd.root.parent / ".land.lock",
+                scratch=self.dir,
                 before_move=before_move,
             )
         except LandConflict as exc:
@@ -221,12 +222,19 @@ class Isolation:
     # ---- after a crash
 
     def leftovers(self) -> list[str]:
-        """Workers whose copies are on disk (after a crash or kept from a failed attempt)."""
+        """Workers whose copies are on disk (after a crash or kept from a failed attempt).
+
+        Call only while no attempt of the track runs: temporary index files a killed
+        conductor left here are removed on the way.
+        """
         if not self.dir.is_dir():
             return []
         names = set()
         for entry in self.dir.iterdir():
             name = entry.name
+            if name.startswith("."):
+                remove_copy(entry)
+                continue
             for suffix in (".index", ".tmp"):
                 name = name.removesuffix(suffix)
             if not name.startswith(".") and "." in name:

@@ -177,12 +177,14 @@ def land(
     *,
     message: str,
     lock: Path,
+    scratch: Path | None = None,
     before_move: Callable[[str, str | None], None] | None = None,
 ) -> Landed:
     """Apply ``changes`` to the checkout as one commit on ``HEAD`` (see the module docstring).
 
     ``before_move(commit, parent)`` runs after the commit exists and before ``HEAD`` moves
-    (the caller records it). Raises ``LandConflict`` when a rule fails; nothing is applied then.
+    (the caller records it). ``scratch`` is a private directory for a temporary index
+    (default: beside ``lock``). Raises ``LandConflict`` when a rule fails; nothing is applied then.
     """
     if not changes:
         raise ConductorError("nothing to land")
@@ -194,7 +196,7 @@ def land(
                 "cannot land: " + "; ".join(problems[:20]),
                 paths=[p.split(":")[0] for p in problems],
             )
-        index = lock.with_name(f"land.{os.getpid()}.index")
+        index = (scratch or lock.parent) / f".land.{os.getpid()}.index"
         index.unlink(missing_ok=True)
         try:
             if head is not None:

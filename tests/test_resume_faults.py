@@ -189,3 +189,81 @@ def test_second_run_exits_3_naming_the_holder(repo: Path) -> None:
     finally:
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    __import__("conductor.sandbox").sandbox.unavailable() is not None, reason="no sandbox"
+)
+def test_kill9_during_isolated_attempts_lands_each_task_once(repo: Path) -> None:
+    """kill -9 at random moments of a track whose attempts work in copies and land commits:
+    after resuming, every task completed once, landed exactly one commit, the checkout is
+    clean and holds every task's work once, and no copy or snapshot ref is left."""
+    rng = random.Random(20261130)
+    subprocess.run(["git", "-C", str(repo), "config", "user.name", "P"], check=True)
+    subprocess.run(["git", "-C", str(repo), "config", "user.email", "p@x"], check=True)
+    n = 24
+    tasks: list[dict[str, Any]] = []
+    for i in range(n):
+        task: dict[str, Any] = {"id": f"t{i:02d}", "isolation": "copy"}
+        if i % 3 == 0:  # a chain: each appends to the file the previous one landed
+            task["run"] = f"sleep 0.{rng.randint(1, 3)} && echo t{i:02d} >> chain.txt"
+            task["files"] = ["chain.txt"]
+            if i:
+                task["depends_on"] = [f"t{i - 3:02d}"]
+        else:
+            task["run"] = (
+                f"sleep 0.{rng.randint(1, 3)} && mkdir -p out && echo t{i:02d} > out/t{i:02d}.txt"
+            )
+            task["files"] = [f"out/t{i:02d}.txt"]
+        tasks.append(task)
+    track = write_track(repo / "track.yaml", "iso9", tasks, max_parallel=4)
+    subprocess.run(["git", "-C", str(repo), "add", "track.yaml"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "track"], check=True)
+    kills = 0
+    while kills < 12:
+        before = last_seq("iso9")
+        proc = start(track, repo)
+        wait_for(lambda: last_seq("iso9") > before or proc.poll() is not None)  # noqa: B023
+        time.sleep(rng.uniform(0.0, 0.6))
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    final = start(track, repo)
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err.decode()[-2000:]
+    assert kills >= 6, f"the track finished after only {kills} kills"
+
+    msgs = all_messages("iso9")
+    completes = [m for m in msgs if m["type"] == "TASK_COMPLETE"]
+    assert sorted(m["task"] for m in completes) == [t["id"] for t in tasks]
+    log = subprocess.run(
+        ["git", "-C", str(repo), "log", "--format=%H %s"], check=True, capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    subjects = [line.split(" ", 1)[1] for line in log]
+    for t in tasks:
+        assert subjects.count(f"iso9/{t['id']}") == 1, (t["id"], subjects)
+    by_subject = {line.split(" ", 1)[1]: line.split()[0] for line in log}
+    for m in completes:
+        assert m["payload"]["commit"] == by_subject[f"iso9/{m['task']}"]
+    status = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain"], check=True, capture_output=True,
+        text=True,
+    ).stdout
+    assert status == ""
+    chain = [f"t{i:02d}" for i in range(0, n, 3)]
+    assert (repo / "chain.txt").read_text().split() == chain
+    for i in range(n):
+        if i % 3:
+            assert (repo / "out" / f"t{i:02d}.txt").read_text() == f"t{i:02d}\n"
+    sd = state("iso9")
+    copies = sd.root / "copies"
+    assert not copies.exists() or [p.name for p in copies.iterdir()] == []
+    refs = subprocess.run(
+        ["git", "-C", str(repo), "for-each-ref", "refs/conductor/"], check=True,
+        capture_output=True, text=True,
+    ).stdout
+    assert refs == ""
