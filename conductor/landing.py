@@ -147,8 +147,22 @@ def _ignored(checkout: Checkout, paths: Sequence[str]) -> list[str]:
     return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
+_IN_PROGRESS = {
+    "MERGE_HEAD": "a merge",
+    "CHERRY_PICK_HEAD": "a cherry-pick",
+    "REVERT_HEAD": "a revert",
+    "rebase-merge": "a rebase",
+    "rebase-apply": "a rebase or am",
+    "BISECT_LOG": "a bisect",
+}
+"""Files in the git directory that say an operation is half done."""
+
+
 def conflicts(checkout: Checkout, head: str | None, changes: Sequence[Change]) -> list[str]:
     """Why each path cannot be landed on now, as ``path: reason`` lines (empty: it can)."""
+    for name, what in _IN_PROGRESS.items():
+        if (checkout.git_dir / name).exists():
+            return [f"HEAD: your checkout is in the middle of {what}; finish or abort it first"]
     paths = [c.path for c in changes]
     problems = [f"{p}: has uncommitted changes in your checkout" for p in _dirty(checkout, paths)]
     added = [c.path for c in changes if c.old_mode == "000000"]

@@ -200,3 +200,16 @@ def test_inverse_reverts_a_landed_commit(person: Path, tmp_path: Path) -> None:
     assert (person / "src" / "a.py").read_text() == "a = 1\n"
     assert not (person / "src" / "b.py").exists()
     assert git(person, "status", "--porcelain") == ""
+
+
+def test_no_landing_in_the_middle_of_a_merge(person: Path, tmp_path: Path) -> None:
+    """While a merge (or rebase, cherry-pick...) is half done, nothing is landed."""
+
+    def edit(root: Path) -> None:
+        (root / "src" / "b.py").write_text("b\n")
+
+    checkout, changes = changes_from_copy(person, tmp_path, edit)
+    (person / ".git" / "MERGE_HEAD").write_text(git(person, "rev-parse", "HEAD"))
+    with pytest.raises(LandConflict, match="middle of a merge"):
+        land(checkout, changes, message="m\n", lock=tmp_path / "land.lock")
+    assert not (person / "src" / "b.py").exists()
