@@ -42,11 +42,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-try:
-    from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern as _GitWildMatch
-except ImportError:  # pathspec 0.12: the same translation under its older name
-    from pathspec.patterns.gitwildmatch import GitWildMatchPattern as _GitWildMatch
-
 _SLASH = ord("/")
 _MAX_CODE = 0x10FFFF
 
@@ -269,6 +264,19 @@ def _set_regex(ranges: _Ranges) -> str:
     return f"[{body}]"
 
 
+@lru_cache(maxsize=1)
+def _pathspec_translator() -> Any:
+    """pathspec's gitwildmatch pattern class, imported on first use (it costs start-up time
+    that commands which never match a path should not pay)."""
+    try:
+        from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
+    except ImportError:  # pathspec 0.12: the same translation under its older name
+        from pathspec.patterns.gitwildmatch import GitWildMatchPattern
+
+        return GitWildMatchPattern
+    return GitIgnoreSpecPattern
+
+
 @lru_cache(maxsize=4096)
 def _regex(pattern: str) -> re.Pattern[str]:
     """The compiled form of ``pattern``: pathspec's translation, with our character sets."""
@@ -303,7 +311,7 @@ def _regex(pattern: str) -> re.Pattern[str]:
                 text.append("\\" + token[1])
         parts.append("".join(text))
     anchored = "/" + "/".join(parts) + ("/" if glob.directory else "")
-    translated, include = _GitWildMatch.pattern_to_regex(anchored)
+    translated, include = _pathspec_translator().pattern_to_regex(anchored)
     if translated is None or not include:  # not reached: a rendered pattern is never void
         return _NEVER
     pieces = translated.split(mark)
