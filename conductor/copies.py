@@ -408,16 +408,22 @@ class Change:
         return f"{self.path} ({what.get(self.status, self.status)})"
 
 
+MAX_FILE_BYTES = 100 * 2**20
+"""Largest changed file conductor reads from a copy; a larger one fails the attempt unread."""
+
+
 @dataclass(frozen=True)
 class CopyState:
     """The copy's working tree as a tree object, and how it differs from the snapshot."""
 
     tree: str
-    """The tree of the copy's working tree (ignored files left out)."""
+    """The tree of the copy's working tree (ignored files left out); empty when unread."""
     changes: tuple[Change, ...]
     """What differs from the snapshot, sorted by path."""
     nested_repos: tuple[str, ...] = ()
     """Paths holding a nested git repository (never landed)."""
+    too_large: tuple[str, ...] = ()
+    """Changed files over ``MAX_FILE_BYTES``: the copy was not read."""
 
     @property
     def paths(self) -> list[str]:
@@ -425,8 +431,31 @@ class CopyState:
         return [c.path for c in self.changes]
 
 
-def read_copy(private: PrivateGit, copy: Copy) -> CopyState:
-    """What the copy's working tree holds now, against its snapshot."""
+def _oversized(private: PrivateGit, copy: Copy, limit: int) -> list[str]:
+    """Changed or new (not ignored) files over ``limit`` bytes, found by stat alone."""
+    listed = private.git(
+        copy.path, copy.index, "ls-files", "-z", "-m", "-o", "--exclude-standard"
+    ).stdout.decode("utf-8", "surrogateescape")
+    big = []
+    for rel in dict.fromkeys(p for p in listed.split("\0") if p):
+        try:
+            st = os.lstat(copy.path / rel)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size > limit:
+            big.append(rel)
+    return sorted(big)
+
+
+def read_copy(private: PrivateGit, copy: Copy, *, limit: int = MAX_FILE_BYTES) -> CopyState:
+    """What the copy's working tree holds now, against its snapshot.
+
+    Files over ``limit`` bytes are not read (hashing them would take the attempt's time and
+    the repository's space): they come back in ``too_large`` and nothing else is read.
+    """
+    big = _oversized(private, copy, limit)
+    if big:
+        return CopyState(tree="", changes=(), too_large=tuple(big))
     private.git(copy.path, copy.index, "add", "-A", "--", ".")
     tree = private.git(copy.path, copy.index, "write-tree").stdout.decode().strip()
     proc = private.git(

@@ -7,11 +7,12 @@ The scheduler uses one ``Isolation`` per run for every attempt whose executor ne
    private temporary directory beside it (``conductor.copies``);
 2. the executor works there (sandboxed: ``conductor.sandbox``);
 3. ``judge``: what the copy's working tree changed against the snapshot is the evidence.
-   Rejected, nothing applied: a change outside the task's ``files``; a nested repository; a
-   claim naming a file that did not change, or a change the claim does not name; no change
-   when the task type expects one;
-4. ``prepare_verify``: ignored files outside the task's ``files`` are removed, so ``verify``
-   sees the snapshot everywhere but where the task may write;
+   Rejected, nothing applied: a file over 100 MiB; a name that is not valid UTF-8 or holds
+   control characters; a change in conductor's state directory or outside the task's
+   ``files``; a nested repository; a claim naming a file that did not change, or a change the
+   claim does not name; no change when the task type expects one;
+4. ``prepare_verify``: every ignored file the attempt left is removed (none were copied and
+   none land), so ``verify`` sees exactly what would land;
 5. ``land``: one commit on the checkout's ``HEAD`` (``conductor.landing``);
 6. ``close``: the copy is removed; a failed attempt's copy is kept for inspection until the
    task's next attempt fails or the next run starts (``conductor status`` lists it).
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from conductor.copies import (
+    MAX_FILE_BYTES,
     Checkout,
     Copy,
     CopyState,
@@ -39,7 +41,7 @@ from conductor.copies import (
     take_snapshot,
 )
 from conductor.executors.evidence import expects_change
-from conductor.globs import matches, overlap
+from conductor.globs import matches
 from conductor.landing import (
     ATTEMPT_REFS,
     SNAPSHOT_REFS,
@@ -135,7 +137,22 @@ class Isolation:
     ) -> Judgement:
         """Read what the copy changed and check it against the task and the claim."""
         state = read_copy(self.private, ws.copy)
+        if state.too_large:
+            return Judgement(
+                state,
+                f"files over {MAX_FILE_BYTES // 2**20} MiB are not landed: "
+                + _listing([printable(p) for p in state.too_large]),
+                tuple(printable(p) for p in state.too_large),
+            )
         paths = state.paths
+        odd = [p for p in paths if not _plain_name(p)]
+        if odd:
+            return Judgement(
+                state,
+                "file names must be valid UTF-8 without control characters: "
+                + _listing([ascii(p) for p in odd]),
+                tuple(ascii(p) for p in odd),
+            )
         private = [p for p in paths if self._in_state_dir(p)]
         if private:
             return Judgement(
@@ -165,16 +182,13 @@ class Isolation:
                 return Judgement(state, "no evidence: no file changed")
         return Judgement(state, None)
 
-    def prepare_verify(self, ws: Workspace, task: Task) -> list[str]:
-        """Remove ignored files outside the task's ``files``; return what was removed."""
-        if not task.files:
-            return []
+    def prepare_verify(self, ws: Workspace) -> list[str]:
+        """Remove every ignored file the attempt left (none were copied, and none land), so
+        verify sees exactly what would land; return what was removed."""
         removed = []
         for rel in ignored_paths(self.private, ws.copy):
-            if any(overlap(rel.rstrip("/"), g) for g in task.files):
-                continue
             remove_inside(ws.path, rel)
-            removed.append(rel)
+            removed.append(printable(rel))
         return removed
 
     def land(
@@ -262,6 +276,16 @@ class Isolation:
         return template.format(track=self.track_id, worker=worker)
 
 
+def printable(path: str) -> str:
+    """A repository path as text the bus can carry (undecodable bytes as ``\\xNN``)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _plain_name(path: str) -> bool:
+    """Valid UTF-8 and free of control characters (a newline, a tab, an escape)."""
+    return printable(path) == path and not any(ord(ch) < 32 or ord(ch) == 127 for ch in path)
+
+
 def _listing(paths: Sequence[str], limit: int = 20) -> str:
     shown = ", ".join(paths[:limit])
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
@@ -287,6 +311,8 @@ def claim_mismatch(
     A claimed directory names everything under it; every claimed entry must name a change.
     """
     entries = [e for e in (_normalise_claim(c, root) for c in claimed) if e]
+    if "." in entries:  # "everything I changed"
+        entries = [e for e in entries if e != "."] + list(changed)
     unnamed = [
         p for p in changed if not any(p == e or p.startswith(e.rstrip("/") + "/") for e in entries)
     ]

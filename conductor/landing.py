@@ -37,7 +37,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from conductor.copies import ZERO_OID, Change, Checkout, GitError, blobs
+from conductor.copies import EMPTY_TREE, ZERO_OID, Change, Checkout, GitError, blobs
 from conductor.errors import ConductorError
 
 SNAPSHOT_REFS = "refs/conductor/{track}/snapshots/{worker}"
@@ -173,16 +173,25 @@ def conflicts(checkout: Checkout, head: str | None, changes: Sequence[Change]) -
         now = current.get(change.path)
         if now != before:
             problems.append(f"{change.path}: changed in HEAD since the attempt started")
+    deleted = {c.path for c in changes if c.deleted}
     for change in changes:
         if change.deleted:
             continue
         parts = PurePosixPath(change.path).parts
         for k in range(1, len(parts)):
-            parent = checkout.root.joinpath(*parts[:k])
+            prefix = "/".join(parts[:k])
+            parent = checkout.root / prefix
             if os.path.islink(parent):
-                problems.append(f"{change.path}: {'/'.join(parts[:k])} is a symbolic link")
+                problems.append(f"{change.path}: {prefix} is a symbolic link")
+                break
+            if os.path.lexists(parent) and not parent.is_dir() and prefix not in deleted:
+                problems.append(f"{change.path}: {prefix} is a file in your checkout")
                 break
     return sorted(set(problems))
+
+
+TEMP_PREFIX = ".conductor-land-"
+"""Name prefix of a file staged for a landing at the checkout's top (swept on resume)."""
 
 
 def land(
@@ -196,12 +205,18 @@ def land(
 ) -> Landed:
     """Apply ``changes`` to the checkout as one commit on ``HEAD`` (see the module docstring).
 
-    ``before_move(commit, parent)`` runs after the commit exists and before ``HEAD`` moves
-    (the caller records it). ``scratch`` is a private directory for a temporary index
-    (default: beside ``lock``). Raises ``LandConflict`` when a rule fails; nothing is applied then.
+    ``before_move(commit, parent)`` runs after the commit exists and before anything in the
+    checkout changes (the caller records it). ``scratch`` is a private directory for a
+    temporary index (default: beside ``lock``). Raises ``LandConflict`` when a rule fails;
+    nothing is applied then.
+
+    Order: the commit is made (objects only); the new files are staged at the top of the
+    checkout under temporary names; ``HEAD`` moves (compare-and-swap); deletions are made
+    and the staged files renamed into place; the index entries are reset.
     """
     if not changes:
         raise ConductorError("nothing to land")
+    paths = [c.path for c in changes]
     with FileLock(str(lock)):
         head = checkout.head()
         problems = conflicts(checkout, head, changes)
@@ -210,48 +225,66 @@ def land(
                 "cannot land: " + "; ".join(problems[:20]),
                 paths=[p.split(":")[0] for p in problems],
             )
-        index = (scratch or lock.parent) / f".land.{os.getpid()}.index"
-        index.unlink(missing_ok=True)
-        try:
-            if head is not None:
-                checkout.git("read-tree", head, index=index)
-            else:
-                checkout.git("read-tree", "--empty", index=index)
-            lines = []
-            for change in changes:
-                if change.deleted:
-                    lines.append(f"0 {ZERO_OID}\t{change.path}")
-                else:
-                    lines.append(f"{change.new_mode} {change.new_oid}\t{change.path}")
-            checkout.git(
-                "update-index", "--index-info", index=index,
-                stdin=("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"),
-            )
-            tree = checkout.git("write-tree", index=index).stdout.decode().strip()
-        finally:
-            index.unlink(missing_ok=True)
+        tree = _tree_with(checkout, head, changes, scratch or lock.parent)
         parents = ["-p", head] if head else []
         commit = checkout.git(
             "commit-tree", tree, *parents, "-m", message, env=_identity(checkout)
         ).stdout.decode().strip()
         if before_move is not None:
             before_move(commit, head)
-        subject = message.splitlines()[0]
-        moved = checkout.git(
-            "update-ref", "-m", subject, "HEAD", commit, head or ZERO_OID, check=False
-        )
-        if moved.returncode != 0:
-            raise LandConflict(
-                "cannot land: HEAD moved while landing; try again",
-                paths=[c.path for c in changes],
-            )
-        paths = [c.path for c in changes]
+        staged = stage_worktree(checkout, changes)
         try:
-            write_worktree(checkout, changes)
+            subject = message.splitlines()[0]
+            moved = checkout.git(
+                "update-ref", "-m", subject, "HEAD", commit, head or ZERO_OID, check=False
+            )
+            if moved.returncode != 0:
+                raise LandConflict("cannot land: HEAD moved while landing; try again", paths=paths)
+        except BaseException:
+            discard_staged(staged)
+            raise
+        try:
+            apply_staged(checkout, changes, staged)
             reset_index(checkout, paths)
         except (OSError, GitError) as exc:  # HEAD moved: the landing stands regardless
+            discard_staged(staged)
             return Landed(commit=commit, parent=head, paths=paths, incomplete=str(exc))
         return Landed(commit=commit, parent=head, paths=paths)
+
+
+def _tree_with(
+    checkout: Checkout, head: str | None, changes: Sequence[Change], scratch: Path
+) -> str:
+    """``HEAD``'s tree with ``changes`` applied; checked to differ from it in exactly them."""
+    index = scratch / f".land.{os.getpid()}.index"
+    index.unlink(missing_ok=True)
+    try:
+        if head is not None:
+            checkout.git("read-tree", head, index=index)
+        else:
+            checkout.git("read-tree", "--empty", index=index)
+        records = []
+        for change in changes:
+            if change.deleted:
+                records.append(f"0 {ZERO_OID}\t{change.path}")
+            else:
+                records.append(f"{change.new_mode} {change.new_oid}\t{change.path}")
+        checkout.git(
+            "update-index", "-z", "--index-info", index=index,
+            stdin=("\0".join(records) + "\0").encode("utf-8", "surrogateescape"),
+        )
+        tree = checkout.git("write-tree", index=index).stdout.decode().strip()
+    finally:
+        index.unlink(missing_ok=True)
+    base = f"{head}^{{tree}}" if head is not None else EMPTY_TREE
+    proc = checkout.git("diff-tree", "-r", "-z", "--no-renames", "--name-only", base, tree)
+    differ = {p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p}
+    if differ != {c.path for c in changes}:
+        raise GitError(
+            "the landing commit would change other paths than the attempt's: "
+            + ", ".join(sorted(differ ^ {c.path for c in changes}))[:500]
+        )
+    return tree
 
 
 def reset_index(checkout: Checkout, paths: Sequence[str]) -> None:
@@ -260,9 +293,45 @@ def reset_index(checkout: Checkout, paths: Sequence[str]) -> None:
         checkout.git("reset", "-q", "HEAD", "--", *paths, check=False)
 
 
-def write_worktree(checkout: Checkout, changes: Sequence[Change]) -> None:
-    """Write the new side of ``changes`` into the checkout's working tree."""
+def stage_worktree(checkout: Checkout, changes: Sequence[Change]) -> dict[str, Path]:
+    """Write the new content of ``changes`` at the top of the checkout under temporary
+    names; return path → staged file. Nothing is left behind when it fails."""
     contents = blobs(checkout, (c.new_oid for c in changes if not c.deleted))
+    root = checkout.root
+    staged: dict[str, Path] = {}
+    try:
+        for number, change in enumerate(sorted(changes, key=lambda c: c.path)):
+            if change.deleted:
+                continue
+            tmp = root / f"{TEMP_PREFIX}{os.getpid()}-{number}"
+            tmp.unlink(missing_ok=True)
+            data = contents[change.new_oid]
+            if change.new_mode == "120000":
+                os.symlink(data.decode("utf-8", "surrogateescape"), tmp)
+            else:
+                mode = 0o777 if change.new_mode == "100755" else 0o666
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+            staged[change.path] = tmp
+    except BaseException:
+        discard_staged(staged)
+        raise
+    return staged
+
+
+def discard_staged(staged: dict[str, Path]) -> None:
+    """Remove staged files that were not renamed into place."""
+    for tmp in staged.values():
+        tmp.unlink(missing_ok=True)
+
+
+def apply_staged(checkout: Checkout, changes: Sequence[Change], staged: dict[str, Path]) -> None:
+    """Delete what the changes delete, then rename the staged files into place."""
     root = checkout.root
     for change in sorted((c for c in changes if c.deleted), key=lambda c: c.path, reverse=True):
         target = root / change.path
@@ -276,23 +345,28 @@ def write_worktree(checkout: Checkout, changes: Sequence[Change]) -> None:
     for change in sorted((c for c in changes if not c.deleted), key=lambda c: c.path):
         target = root / change.path
         _make_parents(root, target.parent)
-        data = contents[change.new_oid]
-        tmp = target.with_name(f".{target.name}.conductor-{os.getpid()}")
-        tmp.unlink(missing_ok=True)
-        if change.new_mode == "120000":
-            os.symlink(data.decode("utf-8", "surrogateescape"), tmp)
-        else:
-            mode = 0o777 if change.new_mode == "100755" else 0o666
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
         if os.path.isdir(target) and not os.path.islink(target):
             os.rmdir(target)  # an empty directory a deletion above left behind
-        os.replace(tmp, target)
+        os.replace(staged.pop(change.path), target)
+
+
+def write_worktree(checkout: Checkout, changes: Sequence[Change]) -> None:
+    """Write the new side of ``changes`` into the checkout's working tree."""
+    apply_staged(checkout, changes, stage_worktree(checkout, changes))
+
+
+def sweep_staged(checkout: Checkout) -> None:
+    """Remove files a killed landing staged and never renamed into place (those of a
+    process that is gone: another conductor may be landing in the same checkout)."""
+    from conductor.locks import process_alive
+
+    for name in os.listdir(checkout.root):
+        if not name.startswith(TEMP_PREFIX):
+            continue
+        pid = name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
+            continue
+        (checkout.root / name).unlink(missing_ok=True)
 
 
 def _make_parents(root: Path, directory: Path) -> None:
@@ -325,6 +399,7 @@ def finish_landing(checkout: Checkout, payload: dict[str, Any]) -> bool:
     brought up to date wherever the person has not changed a path since); False when ``HEAD``
     never moved (nothing was landed).
     """
+    sweep_staged(checkout)
     commit = payload.get("commit")
     if not isinstance(commit, str):
         return False

@@ -16,7 +16,14 @@ from pathlib import Path
 from conductor.bus import Bus
 from conductor.copies import Checkout
 from conductor.errors import UserError
-from conductor.landing import Landed, commit_changes, commit_message, inverse, land
+from conductor.landing import (
+    LandConflict,
+    Landed,
+    commit_changes,
+    commit_message,
+    inverse,
+    land,
+)
 from conductor.locks import RunLock
 from conductor.messages import MessageType
 from conductor.paths import StateDir
@@ -33,7 +40,10 @@ def revert_task(
     with RunLock(sd, track_id), Bus.for_state(sd, track_id) as bus:
         state = replay(bus.read(), track_id)
         if task_id not in state.tasks:
-            raise UserError(f"track {track_id!r} has no task {task_id!r} on its bus")
+            raise UserError(
+                f"task {task_id!r} has no landed commit to revert: the bus of track "
+                f"{track_id!r} has no record of it (not run yet, or not a task of this track)"
+            )
         ts = state.task(task_id)
         if ts.status is not TaskStatus.COMPLETE or not ts.commit:
             why = "it landed no change" if ts.status is TaskStatus.COMPLETE else ts.status.value
@@ -46,12 +56,18 @@ def revert_task(
             f"This reverts commit {sha}.",
             {"Conductor-Track": track_id, "Conductor-Task": task_id, "Conductor-Reverts": sha},
         )
-        landed = land(
-            checkout,
-            inverse(commit_changes(checkout, sha)),
-            message=message,
-            lock=sd.root.parent / ".land.lock",
-        )
+        try:
+            landed = land(
+                checkout,
+                inverse(commit_changes(checkout, sha)),
+                message=message,
+                lock=sd.root.parent / ".land.lock",
+                scratch=sd.root,
+            )
+        except LandConflict as exc:
+            exc.message = exc.message.replace("cannot land", "cannot revert", 1)
+            exc.args = (exc.message,)
+            raise
         bus.post(
             MessageType.TASK_RESET,
             task=task_id,

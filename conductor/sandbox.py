@@ -105,7 +105,11 @@ def wrap(
 
 
 def claude_settings(allowed_domains: Sequence[str]) -> dict[str, Any]:
-    """claude-agent-sdk ``sandbox`` settings: Bash sandboxed, no way around it."""
+    """claude-agent-sdk ``sandbox`` settings: Bash sandboxed, no way around it.
+
+    No ``filesystem`` entry: measured with the bundled CLI 2.1.3xx, giving one (even just
+    ``denyRead``) lifts the default write restrictions, and Bash could then write anywhere.
+    """
     return {
         "enabled": True,
         "autoAllowBashIfSandboxed": True,

@@ -23,6 +23,7 @@ back (``conductor.state``), so a resumed run continues from exactly what was rec
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import signal
@@ -51,7 +52,7 @@ from conductor.executors.base import (
     Sandbox,
     needs_of,
 )
-from conductor.isolation import Isolation, Judgement, Workspace
+from conductor.isolation import Isolation, Judgement, Workspace, printable
 from conductor.landing import LandConflict, change_to_dict, commit_message, finish_landing
 from conductor.locks import PathLocks, RunLock
 from conductor.messages import Message, MessageType
@@ -60,6 +61,7 @@ from conductor.plan import conflicting_pairs, is_shared, make_plan
 from conductor.sandbox import INSTALL_HINT as SANDBOX_HINT
 from conductor.sandbox import sandbox_wrapper
 from conductor.sandbox import unavailable as sandbox_unavailable
+from conductor.sentinel import LockSentinel
 from conductor.state import (
     DONE,
     TaskStatus,
@@ -411,8 +413,8 @@ class Scheduler:
     async def run(self) -> RunResult:
         """Run the track to its end; see the module docstring."""
         started = time.monotonic()
+        needs_copies = self._preflight()
         self.sd.ensure()
-        self._preflight()
         with RunLock(self.sd, self.track.id):
             self._bus = Bus.for_state(self.sd, self.track.id, durability=self.options.durability)
             try:
@@ -430,12 +432,15 @@ class Scheduler:
                         "run": self.state.runs + 1,
                     },
                 )
+                if needs_copies:
+                    self.isolation.prepare()
                 self._recover()
                 self._workers = WorkerDirs(self.sd.workers, new_secret(self.sd.workers))
                 self._reset_stale()
                 self._init_readiness()
                 try:
-                    await self._loop()
+                    with self._sentinel(needs_copies):
+                        await self._loop()
                 except BaseExceptionGroup as group:
                     raise _state_error(group) or group from group
                 return self._finish(time.monotonic() - started)
@@ -446,11 +451,13 @@ class Scheduler:
                 self.bus.close()
                 structlog.contextvars.unbind_contextvars("track")
 
-    def _preflight(self) -> None:
-        """Refuse to start what cannot run safely: copies outside git, no sandbox."""
+    def _preflight(self) -> bool:
+        """Refuse to start what cannot run safely (copies outside git, no sandbox) before
+        anything is written; True when some attempt will need a copy."""
         needs = [needs_of(self.executors(t), t) for t in self.track.tasks]
-        if any(n.copy for n in needs):
-            self.isolation.prepare()
+        copies = any(n.copy for n in needs)
+        if copies:
+            _ = self.isolation.checkout  # a UserError when the checkout is not a git repository
         if any(n.sandbox for n in needs):
             if not self.track.sandbox:
                 log.warning(
@@ -464,6 +471,24 @@ class Scheduler:
                         f"cannot sandbox attempts: {reason}; {SANDBOX_HINT}",
                         path=self.track.source,
                     )
+        return copies
+
+    def _sentinel(self, active: bool) -> contextlib.AbstractContextManager[object]:
+        """While attempts run in copies, end any of their processes that hold one of
+        conductor's kernel locks (``conductor.sentinel``)."""
+        if not active:
+            return contextlib.nullcontext()
+
+        def killed(pid: int, path: str) -> None:
+            log.warning("ended an attempt's process that held conductor's lock", pid=pid, path=path)
+
+        files = [
+            self.sd.bus / ".lock",
+            self.sd.locks / ".guard",
+            self.sd.root.parent / ".land.lock",
+            self.sd.run_lock,
+        ]
+        return LockSentinel(files, run_tag(self.sd.bus), on_kill=killed)
 
     def _load_state(self) -> None:
         self._rescan()
@@ -746,6 +771,8 @@ class Scheduler:
             # variables are blanked, not just left out, so this process's own do not leak.
             env.update({name: "" for name in _PRIVATE_ENV})
             env.update({TAG_ENV: run_tag(self.sd.bus), "TMPDIR": str(ws.tmp)})
+            # Python's byte-code caches would count as changes of the copy.
+            env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
             token = ""
         else:
             env.update(
@@ -826,18 +853,20 @@ class Scheduler:
         extra = dict(outcome.extra)
         if judgement.rejected:
             extra["rejected_paths"] = list(judgement.rejected)
-        outcome = replace(outcome, files_changed=judgement.state.paths, extra=extra)
+        outcome = replace(
+            outcome, files_changed=[printable(p) for p in judgement.state.paths], extra=extra
+        )
         if not outcome.ok:
             return outcome
         if judgement.error is not None:
             return replace(outcome, ok=False, error=judgement.error)
         if ctx.task.verify:
-            removed = await anyio.to_thread.run_sync(self.isolation.prepare_verify, ws, ctx.task)
+            removed = await anyio.to_thread.run_sync(self.isolation.prepare_verify, ws)
             if removed:
                 append_log(
                     ctx.log_path,
-                    "\nconductor: removed ignored files outside the task's files before "
-                    f"verify: {', '.join(removed[:20])}\n",
+                    "\nconductor: removed ignored files before verify (they would not land): "
+                    f"{', '.join(removed[:20])}\n",
                 )
         return outcome
 

@@ -396,3 +396,85 @@ async def test_missing_sandbox_refuses_to_start_unless_the_track_turns_it_off(
     executor.enqueue("t", Step(writes={"src/b.py": "b\n"}))
     result = await run(make_track(text.format(extra="sandbox: off")), person, executor)
     assert result.status == "complete"
+
+
+async def test_verify_sees_only_what_would_land(person: Path) -> None:
+    """Ignored files an attempt leaves (even inside its files, like a stale cache) are
+    removed before verify: verify judges exactly the files that would land."""
+    (person / ".gitignore").write_text("*.cache\n")
+    git(person, "add", ".gitignore")
+    git(person, "commit", "-qm", "ignore caches")
+    executor = ScriptedExecutor(copy=True)
+    executor.enqueue(
+        "t", Step(writes={"src/b.py": "b = 1\n", "src/b.cache": "stale"}, claims=["src/b.py"])
+    )
+    track = make_track(
+        """
+        track: stale
+        tasks:
+          - {id: t, type: code, files: ["src/**"], max_attempts: 1,
+             verify: ["test ! -e src/b.cache", "test -s src/b.py"]}
+        """
+    )
+    result = await run(track, person, executor)
+    assert result.status == "complete", result.failed
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"src/bad\xff\xfename", b"src/new\nline", "src/x\n100644 " + "0" * 40 + "\tREADME"],
+)
+async def test_odd_file_names_are_rejected_without_a_traceback(
+    person: Path, name: bytes | str
+) -> None:
+    """A file name that is not valid UTF-8, or holds a newline (as in an injection into
+    git's index records), fails the attempt with the name escaped; nothing lands."""
+    raw = name if isinstance(name, bytes) else name.encode()
+
+    class Odd(ScriptedExecutor):
+        async def execute(self, ctx):  # type: ignore[no-untyped-def]
+            fd = os.open(os.path.join(os.fsencode(ctx.cwd), raw), os.O_CREAT | os.O_WRONLY)
+            os.close(fd)
+            return await super().execute(ctx)
+
+    executor = Odd(copy=True)
+    executor.enqueue("t", Step(claims=["."]))
+    track = make_track(
+        """
+        track: odd
+        tasks:
+          - {id: t, type: code, files: ["src/**"], max_attempts: 1}
+        """
+    )
+    head = git(person, "rev-parse", "HEAD")
+    result = await run(track, person, executor)
+    assert "valid UTF-8 without control characters" in result.failed["t"]
+    assert git(person, "rev-parse", "HEAD") == head
+    assert git(person, "status", "--porcelain") == ""
+
+
+async def test_huge_file_is_rejected_unread(person: Path) -> None:
+    """A changed file over the size limit fails the attempt without being hashed into the
+    repository's object store."""
+    executor = ScriptedExecutor(copy=True)
+
+    class Huge(ScriptedExecutor):
+        async def execute(self, ctx):  # type: ignore[no-untyped-def]
+            with open(ctx.cwd / "src" / "big.bin", "wb") as fh:
+                fh.truncate(200 * 2**20)  # sparse: costs nothing to make
+            return await super().execute(ctx)
+
+    executor = Huge(copy=True)
+    executor.enqueue("t", Step(claims=["src/big.bin"]))
+    track = make_track(
+        """
+        track: huge
+        tasks:
+          - {id: t, type: code, files: ["src/**"], max_attempts: 1}
+        """
+    )
+    objects = sum(len(files) for _, _, files in os.walk(person / ".git" / "objects"))
+    result = await run(track, person, executor)
+    assert "over 100 MiB" in result.failed["t"] and "src/big.bin" in result.failed["t"]
+    after = sum(len(files) for _, _, files in os.walk(person / ".git" / "objects"))
+    assert after == objects

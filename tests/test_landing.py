@@ -213,3 +213,39 @@ def test_no_landing_in_the_middle_of_a_merge(person: Path, tmp_path: Path) -> No
     with pytest.raises(LandConflict, match="middle of a merge"):
         land(checkout, changes, message="m\n", lock=tmp_path / "land.lock")
     assert not (person / "src" / "b.py").exists()
+
+
+def test_long_file_name_lands_whole(person: Path, tmp_path: Path) -> None:
+    """A name near the file system's limit lands: temporary names do not grow with it."""
+    name = "x" * 250 + ".py"
+
+    def edit(root: Path) -> None:
+        (root / "src" / name).write_text("long\n")
+
+    checkout, changes = changes_from_copy(person, tmp_path, edit)
+    land(checkout, changes, message="m\n", lock=tmp_path / "land.lock")
+    assert (person / "src" / name).read_text() == "long\n"
+    assert git(person, "status", "--porcelain") == ""
+
+
+def test_resume_sweeps_files_a_killed_landing_staged(person: Path, tmp_path: Path) -> None:
+    """Files staged by a landing whose process is gone are removed when it is finished."""
+    checkout, _ = changes_from_copy(person, tmp_path, lambda root: None)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = person / f".conductor-land-{dead.pid}-0"
+    stale.write_text("half")
+    assert not finish_landing(checkout, {"commit": "0" * 40, "changes": []})
+    assert not stale.exists()
+    assert git(person, "status", "--porcelain") == ""
+
+
+def test_landing_commit_changes_exactly_the_attempts_paths(person: Path, tmp_path: Path) -> None:
+    """The commit is checked to differ from HEAD in exactly the attempt's paths."""
+
+    def edit(root: Path) -> None:
+        (root / "src" / "b.py").write_text("b\n")
+
+    checkout, changes = changes_from_copy(person, tmp_path, edit)
+    landed = land(checkout, changes, message="m\n", lock=tmp_path / "land.lock")
+    assert git(person, "show", "--name-only", "--format=", landed.commit).split() == ["src/b.py"]

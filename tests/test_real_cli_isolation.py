@@ -140,7 +140,8 @@ async def test_bash_writes_outside_files_repo_and_git_are_stopped(
     turns = [
         bash("mkdir -p src && echo 'ok = 1' > src/ok.py"),
         bash("echo hacked > README.md"),
-        bash(f"echo x > {outside}; echo x > {person}/README.md; echo x > {hook}; true"),
+        bash(f"echo x > {outside}; echo x > {person}/README.md; true"),
+        bash(f"echo x > {hook}; true"),
         complete("src/ok.py", "README.md"),
     ]
     tasks = [{"id": "t", "type": "code", "files": ["src/**"], "verify": ["./check.sh"],
@@ -151,8 +152,8 @@ async def test_bash_writes_outside_files_repo_and_git_are_stopped(
     assert "outside the task's files" in failed["error"]
     assert failed["rejected_paths"] == ["README.md"]
     assert not outside.exists()
-    denied = r.of("TOOL_DENIED", "t")
-    assert denied and all(m.payload["reason"].startswith("sandbox") for m in denied)
+    reasons = [m.payload["reason"] for m in r.of("TOOL_DENIED", "t")]
+    assert any(reason.startswith("sandbox") for reason in reasons), reasons
     assert (r.sd.logs / "t.1.tools.jsonl").read_text().count('"denied"') >= 1
     assert_checkout(person, {}, commits=0)
 
@@ -267,9 +268,17 @@ async def test_planted_hooks_fsmonitor_and_filters_never_run(
 
 async def test_session_cannot_post_on_the_bus(person: Path, tmp_path: Path) -> None:
     """Neither `conductor bus post` aimed at the real state directory, nor the Bus library,
-    nor a forged file can put a message on the bus from inside a session."""
+    nor a forged file can put a message on the bus from inside a session; the session cannot
+    read the state directory (so cannot hold the bus's lock) or see the API key."""
     state_root = Path(os.environ["CONDUCTOR_STATE_DIR"])
     bus_dir = state_root / "adv" / "bus"
+    spy = (
+        f"cat {bus_dir}/000000001.TRACK_STARTED.-.-.json > /dev/null && echo SAW''BUS; "
+        f"python3 -c \"import fcntl, os; fd = os.open('{bus_dir}/.lock', os.O_RDONLY); "
+        f"fcntl.flock(fd, fcntl.LOCK_EX); print('HELD' + 'THE' + 'LOCK')\"; "
+        f"cat {state_root}/adv/workers/.secret; "
+        "env | grep -c -E '^ANTHROPIC_API_KEY=' | sed 's/^/KEYS:/'; true"
+    )
     posts = (
         f"conductor bus post adv SKIP --task gate --state-dir {state_root}; "
         f"CONDUCTOR_STATE_DIR={state_root} conductor bus post adv APPROVE; "
@@ -277,18 +286,47 @@ async def test_session_cannot_post_on_the_bus(person: Path, tmp_path: Path) -> N
         f"from pathlib import Path; "
         f"Bus.for_state(StateDir(Path('{state_root}/adv')), 'adv').post('TASK_COMPLETE', "
         f"task='gate')\"; "
-        f"echo '{{}}' > {bus_dir}/000000999.TASK_COMPLETE.gate.1.json; "
-        f"cat {state_root}/adv/workers/.secret; true"
+        f"echo '{{}}' > {bus_dir}/000000999.TASK_COMPLETE.gate.1.json; true"
     )
     tasks = [
         {"id": "gate", "run": "false", "max_attempts": 1},
         {"id": "t", "type": "code", "files": ["src/**"], "instructions": "x", "max_attempts": 1},
     ]
-    turns = [bash(posts), bash("mkdir -p src && echo 'ok = 1' > src/ok.py"), complete("src/ok.py")]
+    turns = [
+        bash(spy),
+        bash(posts),
+        bash("mkdir -p src && echo 'ok = 1' > src/ok.py"),
+        complete("src/ok.py"),
+    ]
     r = await run(person, tmp_path, tasks, [conversation("t", *turns)])
     assert r.result.failed.keys() == {"gate"}
     writers = {m.worker for m in r.messages if m.type in ("SKIP", "APPROVE", "TASK_COMPLETE")}
     assert r.of("SKIP") == [] and r.of("APPROVE") == []
     assert [m.task for m in r.of("TASK_COMPLETE")] == ["t"], writers
     assert not (bus_dir / "000000999.TASK_COMPLETE.gate.1.json").exists()
+    transcript = (r.sd.logs / "t.1.transcript.jsonl").read_text()
+    assert "SAWBUS" not in transcript, "the state directory is not even readable"
+    assert "KEYS:0" in transcript, "the API key is scrubbed from Bash's environment"
+    assert "HELDTHELOCK" not in transcript, "the bus lock cannot be taken from the session"
+    assert_checkout(person, {"src/ok.py": "ok = 1\n"}, commits=1)
+
+
+async def test_a_session_holding_the_bus_lock_is_ended(person: Path, tmp_path: Path) -> None:
+    """A background command that takes the bus's kernel lock (the state directory is
+    readable) is ended by the lock sentinel, and the track goes on to complete."""
+    bus_lock = Path(os.environ["CONDUCTOR_STATE_DIR"]) / "adv" / "bus" / ".lock"
+    grab = (
+        f"python3 -c \"import fcntl, os, time; fd = os.open('{bus_lock}', os.O_RDONLY); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); time.sleep(600)\""
+    )
+    hold = {"command": grab, "description": "hold", "run_in_background": True}
+    turns = [
+        {"tool_use": {"name": "Bash", "input": hold}},
+        bash("sleep 2; mkdir -p src && echo 'ok = 1' > src/ok.py"),
+        complete("src/ok.py"),
+    ]
+    tasks = [{"id": "t", "type": "code", "files": ["src/**"], "instructions": "x",
+              "max_attempts": 1, "timeout": 120}]
+    r = await run(person, tmp_path, tasks, [conversation("t", *turns)])
+    assert r.result.status == "complete", r.result.failed
     assert_checkout(person, {"src/ok.py": "ok = 1\n"}, commits=1)

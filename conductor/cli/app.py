@@ -63,7 +63,7 @@ def repo_option(fn: F) -> F:
     """``--repo DIR``: the repository checkout (default: the current directory)."""
     return click.option(
         "--repo",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
         default=Path("."),
         show_default=True,
         help="Repository checkout the track runs in.",

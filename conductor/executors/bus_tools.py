@@ -83,14 +83,16 @@ def _text(text: str, *, error: bool = False) -> dict[str, Any]:
 
 def _clip(value: Any, limit: int = _MAX_TEXT) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    # Lone surrogates from a model cannot go on the bus: show them, escaped.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _str_list(value: Any) -> list[str]:
     if isinstance(value, str):
-        return [value]
+        value = [value]
     if isinstance(value, list):
-        return [str(v) for v in value if isinstance(v, str | int | float)]
+        return [_clip(str(v), 1000) for v in value if isinstance(v, str | int | float)]
     return []
 
 

@@ -89,7 +89,10 @@ class Transcript:
         self.calls: dict[str, ToolCall] = {}
         """Tool calls by id, in the order they were made."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        # A model's text may hold lone surrogates: keep them visible, never fail on them.
+        self._fh = open(  # noqa: SIM115 - closed in close()
+            self.path, "a", encoding="utf-8", errors="backslashreplace"
+        )
 
     def record(self, message: Any) -> None:
         """Write ``message`` to the transcript and follow its tool calls and results."""
@@ -172,7 +175,10 @@ class Transcript:
 
     def close(self) -> None:
         """Write the tool-call list and close the transcript."""
-        with contextlib.suppress(OSError), open(self.tools_path, "w", encoding="utf-8") as fh:
+        with (
+            contextlib.suppress(OSError),
+            open(self.tools_path, "w", encoding="utf-8", errors="backslashreplace") as fh,
+        ):
             for call in self.calls.values():
                 record = {"tool": call.tool, "target": call.target, "status": call.status}
                 if call.reason:
