@@ -460,8 +460,8 @@ async def test_huge_file_is_rejected_unread(person: Path) -> None:
 
     class Huge(ScriptedExecutor):
         async def execute(self, ctx):  # type: ignore[no-untyped-def]
-            with open(ctx.cwd / "src" / "big.bin", "wb") as fh:
-                fh.truncate(200 * 2**20)  # sparse: costs nothing to make
+            os.close(os.open(ctx.cwd / "src" / "big.bin", os.O_CREAT | os.O_WRONLY))
+            os.truncate(ctx.cwd / "src" / "big.bin", 200 * 2**20)  # sparse: costs nothing
             return await super().execute(ctx)
 
     executor = Huge(copy=True)
