@@ -5,9 +5,9 @@ and its temporary directory.
 
 - **Claude sessions** run with Claude Code's own sandbox (claude-agent-sdk's ``sandbox``
   option): every Bash command runs under bubblewrap (Linux; Seatbelt on macOS), unsandboxed
-  commands are not allowed, and Bash reaches the network only for the track's
-  ``network.allowed_domains`` (default: none). The session's Write/Edit tools are held to the
-  copy by conductor's file guard.
+  commands are not allowed, conductor's state directory is not readable, and Bash reaches
+  the network only for the track's ``network.allowed_domains`` (default: none). The
+  session's Write/Edit tools are held to the copy by conductor's file guard.
 - **Commands conductor runs in a copy** (``verify``, and ``run:`` of a shell task with
   ``isolation: copy``) execute the agent's code too (a test suite runs the agent's tests), so
   conductor wraps them in bubblewrap itself (``wrap``): the whole file system read-only, the
@@ -104,18 +104,21 @@ def wrap(
     return out
 
 
-def claude_settings(allowed_domains: Sequence[str]) -> dict[str, Any]:
-    """claude-agent-sdk ``sandbox`` settings: Bash sandboxed, no way around it.
-
-    No ``filesystem`` entry: measured with the bundled CLI 2.1.3xx, giving one (even just
-    ``denyRead``) lifts the default write restrictions, and Bash could then write anywhere.
-    """
-    return {
+def claude_settings(
+    allowed_domains: Sequence[str], hidden: Sequence[Path] = ()
+) -> dict[str, Any]:
+    """claude-agent-sdk ``sandbox`` settings: Bash sandboxed, no way around it, and the
+    ``hidden`` directories (conductor's state) not even readable, so a command cannot take
+    the bus's kernel lock. (The SDK's type does not list ``filesystem``; the CLI reads it.)"""
+    settings: dict[str, Any] = {
         "enabled": True,
         "autoAllowBashIfSandboxed": True,
         "allowUnsandboxedCommands": False,
         "network": {"allowedDomains": list(allowed_domains)},
     }
+    if hidden:
+        settings["filesystem"] = {"denyRead": [str(path) for path in hidden]}
+    return settings
 
 
 def sandbox_wrapper(ctx: AttemptContext) -> Callable[[list[str]], list[str]] | None:

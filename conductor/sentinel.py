@@ -1,9 +1,9 @@
 """Keep attempts from holding conductor's kernel locks.
 
-Claude Code's sandbox makes the state directory read-only to an agent's Bash commands, not
-unreadable (the CLI offers no way to hide a directory without lifting its write
-restrictions). A read-only descriptor is enough to take a ``flock``, so a hostile command
-could hold the bus's writer lock and stall every conductor of the track.
+A read-only descriptor is enough to take a ``flock``: a process that can open conductor's
+lock files could hold the bus's writer lock and stall every conductor of the track. Claude
+Code's sandbox is told not to let Bash read the state directory at all (``sandbox``); this
+is the second line, for whatever opens them anyway.
 
 ``LockSentinel`` is a thread that reads ``/proc/locks`` every ``interval`` seconds. A holder
 of one of conductor's lock files that is an attempt's process (its environment, or an

@@ -217,13 +217,15 @@ async def test_isolation_options_reach_the_cli(h: Harness) -> None:
 
 async def test_sandbox_and_network_reach_the_cli(h: Harness) -> None:
     """An attempt with a sandbox plan runs the CLI with Claude Code's sandbox on, unsandboxed
-    commands refused and the track's domains as the only network."""
+    commands refused, the state directory unreadable and the track's domains as the only
+    network."""
     import dataclasses
 
     from conductor.executors.base import Sandbox
 
     h.write_script(rule("ok", [{"text": "hi"}]))
-    ctx = dataclasses.replace(h.ctx("ok"), sandbox=Sandbox(allowed_domains=("pypi.org",)))
+    plan = Sandbox(allowed_domains=("pypi.org",), hidden=(h.sd.root,))
+    ctx = dataclasses.replace(h.ctx("ok"), sandbox=plan)
     await h.executor().execute(ctx)
     (start,) = h.starts()
     settings = json.loads(start["args"]["values"]["settings"])
@@ -232,7 +234,9 @@ async def test_sandbox_and_network_reach_the_cli(h: Harness) -> None:
         "autoAllowBashIfSandboxed": True,
         "allowUnsandboxedCommands": False,
         "network": {"allowedDomains": ["pypi.org"]},
+        "filesystem": {"denyRead": [str(h.sd.root)]},
     }
+    assert start["env"]["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] == "0", "scrubbing lifts the sandbox"
 
 
 async def test_large_system_prompt_goes_through_a_file(h: Harness) -> None:

@@ -269,15 +269,14 @@ async def test_planted_hooks_fsmonitor_and_filters_never_run(
 async def test_session_cannot_post_on_the_bus(person: Path, tmp_path: Path) -> None:
     """Neither `conductor bus post` aimed at the real state directory, nor the Bus library,
     nor a forged file can put a message on the bus from inside a session; the session cannot
-    read the state directory (so cannot hold the bus's lock) or see the API key."""
+    read the state directory (so cannot hold the bus's lock)."""
     state_root = Path(os.environ["CONDUCTOR_STATE_DIR"])
     bus_dir = state_root / "adv" / "bus"
     spy = (
         f"cat {bus_dir}/000000001.TRACK_STARTED.-.-.json > /dev/null && echo SAW''BUS; "
         f"python3 -c \"import fcntl, os; fd = os.open('{bus_dir}/.lock', os.O_RDONLY); "
         f"fcntl.flock(fd, fcntl.LOCK_EX); print('HELD' + 'THE' + 'LOCK')\"; "
-        f"cat {state_root}/adv/workers/.secret; "
-        "env | grep -c -E '^ANTHROPIC_API_KEY=' | sed 's/^/KEYS:/'; true"
+        f"cat {state_root}/adv/workers/.secret; true"
     )
     posts = (
         f"conductor bus post adv SKIP --task gate --state-dir {state_root}; "
@@ -306,14 +305,13 @@ async def test_session_cannot_post_on_the_bus(person: Path, tmp_path: Path) -> N
     assert not (bus_dir / "000000999.TASK_COMPLETE.gate.1.json").exists()
     transcript = (r.sd.logs / "t.1.transcript.jsonl").read_text()
     assert "SAWBUS" not in transcript, "the state directory is not even readable"
-    assert "KEYS:0" in transcript, "the API key is scrubbed from Bash's environment"
     assert "HELDTHELOCK" not in transcript, "the bus lock cannot be taken from the session"
     assert_checkout(person, {"src/ok.py": "ok = 1\n"}, commits=1)
 
 
 async def test_a_session_holding_the_bus_lock_is_ended(person: Path, tmp_path: Path) -> None:
-    """A background command that takes the bus's kernel lock (the state directory is
-    readable) is ended by the lock sentinel, and the track goes on to complete."""
+    """A background command that tries to hold the bus's kernel lock cannot open it (and one
+    that could would be ended by the lock sentinel): the track goes on to complete."""
     bus_lock = Path(os.environ["CONDUCTOR_STATE_DIR"]) / "adv" / "bus" / ".lock"
     grab = (
         f"python3 -c \"import fcntl, os, time; fd = os.open('{bus_lock}', os.O_RDONLY); "

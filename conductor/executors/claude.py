@@ -43,7 +43,6 @@ import contextlib
 import os
 import shutil
 import signal
-import stat
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -131,51 +130,14 @@ _ISOLATION_ENV = {
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     # Offer the conductor tools from the first request instead of behind ToolSearch.
     "ENABLE_TOOL_SEARCH": "false",
-    # Keep the API key and cloud credentials out of the environment of Bash and hooks.
-    "CLAUDE_CODE_SUBPROCESS_ENV_SCRUB": "1",
 }
 
-
-# --------------------------------------------------------------------------- the sandbox
-
-SANDBOX_PLACEHOLDERS = (
-    ".env",
-    ".env.local",
-    ".env.development",
-    ".env.development.local",
-    ".env.test",
-    ".env.test.local",
-    ".env.production",
-    ".env.production.local",
-    "bunfig.toml",
-    "package.json",
-    ".npmrc",
-    ".yarnrc",
-    ".yarnrc.yml",
-    ".gitmodules",
-    "package-lock.json",
-    "yarn.lock",
-    "pnpm-lock.yaml",
-)
-"""Files Claude Code's sandbox protects in the session's cwd while it scrubs credentials from
-Bash's environment (``CLAUDE_CODE_SUBPROCESS_ENV_SCRUB``): where one does not exist it
-creates an empty file to bind read-only over, and leaves it behind."""
-
-
-def _absent_placeholders(cwd: Path) -> tuple[str, ...]:
-    """The protected names that do not exist in ``cwd`` before the session."""
-    return tuple(name for name in SANDBOX_PLACEHOLDERS if not os.path.lexists(cwd / name))
-
-
-def _remove_placeholders(cwd: Path, absent: tuple[str, ...]) -> None:
-    """Remove the empty files the sandbox left where nothing was before the session (an
-    agent that created one of these names empty loses it, and nothing else)."""
-    for name in absent:
-        path = cwd / name
-        with contextlib.suppress(OSError):
-            st = os.lstat(path)
-            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                path.unlink()
+_FORCED_ENV = {
+    # Measured with the bundled CLI 2.1.3xx: with credential scrubbing on (which the CLI
+    # turns on by itself under GitHub Actions) its Bash sandbox no longer keeps writes inside
+    # the working directory. Keep it off, whatever the environment says.
+    "CLAUDE_CODE_SUBPROCESS_ENV_SCRUB": "0",
+}
 
 
 # --------------------------------------------------------------------------- processes
@@ -490,12 +452,10 @@ class ClaudeExecutor(ExecutorBase):
         evidence = Evidence()
         meter = Meter(ctx.post)
         transcript = Transcript(ctx.log_path, ctx.post)
-        absent = _absent_placeholders(ctx.cwd) if ctx.sandbox is not None else ()
         try:
             return await self._attempt(ctx, prepared, evidence, meter, transcript)
         finally:
             transcript.close()
-            _remove_placeholders(ctx.cwd, absent)
 
     async def _attempt(
         self,
@@ -673,6 +633,7 @@ class ClaudeExecutor(ExecutorBase):
         for key, value in _ISOLATION_ENV.items():
             if key not in env and key not in os.environ:
                 env[key] = value
+        env.update(_FORCED_ENV)
         env["CLAUDE_CONFIG_DIR"] = str(config_dir)
         env["TMPDIR"] = str(tmp_dir)
         return env
@@ -728,7 +689,7 @@ class ClaudeExecutor(ExecutorBase):
             hooks=hooks,
             setting_sources=cast("list[SettingSource]", sources),
             session_id=session_id,
-            sandbox=cast("Any", claude_settings(ctx.sandbox.allowed_domains))
+            sandbox=cast("Any", claude_settings(ctx.sandbox.allowed_domains, ctx.sandbox.hidden))
             if ctx.sandbox is not None
             else None,
         )
