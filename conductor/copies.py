@@ -447,6 +447,22 @@ def _oversized(private: PrivateGit, copy: Copy, limit: int) -> list[str]:
     return sorted(big)
 
 
+def parse_raw_diff(output: bytes) -> list[Change]:
+    """The ``Change`` records of ``git diff-tree -r -z --raw --no-renames`` output."""
+    fields = output.decode("utf-8", "surrogateescape").split("\0")
+    changes: list[Change] = []
+    i = 0
+    while i + 1 < len(fields):
+        meta, path = fields[i], fields[i + 1]
+        if not meta.startswith(":"):
+            i += 1  # a commit id line (without --no-commit-id) or the trailing empty field
+            continue
+        i += 2
+        old_mode, new_mode, old_oid, new_oid, status = meta[1:].split(" ")
+        changes.append(Change(path, status[0], old_mode, new_mode, old_oid, new_oid))
+    return changes
+
+
 def read_copy(private: PrivateGit, copy: Copy, *, limit: int = MAX_FILE_BYTES) -> CopyState:
     """What the copy's working tree holds now, against its snapshot.
 
@@ -462,19 +478,8 @@ def read_copy(private: PrivateGit, copy: Copy, *, limit: int = MAX_FILE_BYTES) -
         copy.path, copy.index, "diff-tree", "-r", "-z", "--no-renames", "--raw",
         copy.snapshot.tree, tree,
     )
-    changes: list[Change] = []
-    nested: list[str] = []
-    fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
-    i = 0
-    while i + 1 < len(fields):
-        meta, path = fields[i], fields[i + 1]
-        i += 2
-        if not meta.startswith(":"):
-            continue
-        old_mode, new_mode, old_oid, new_oid, status = meta[1:].split(" ")
-        if "160000" in (old_mode, new_mode):
-            nested.append(path)
-        changes.append(Change(path, status[0], old_mode, new_mode, old_oid, new_oid))
+    changes = parse_raw_diff(proc.stdout)
+    nested = [c.path for c in changes if "160000" in (c.old_mode, c.new_mode)]
     return CopyState(tree=tree, changes=tuple(changes), nested_repos=tuple(nested))
 
 

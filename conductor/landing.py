@@ -37,7 +37,15 @@ from typing import Any
 
 from filelock import FileLock
 
-from conductor.copies import EMPTY_TREE, ZERO_OID, Change, Checkout, GitError, blobs
+from conductor.copies import (
+    EMPTY_TREE,
+    ZERO_OID,
+    Change,
+    Checkout,
+    GitError,
+    blobs,
+    parse_raw_diff,
+)
 from conductor.errors import ConductorError
 
 SNAPSHOT_REFS = "refs/conductor/{track}/snapshots/{worker}"
@@ -457,17 +465,7 @@ def commit_changes(checkout: Checkout, commit: str) -> list[Change]:
     proc = checkout.git(
         "diff-tree", "-r", "-z", "--no-renames", "--raw", "--root", "--no-commit-id", commit
     )
-    fields = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
-    out: list[Change] = []
-    i = 0
-    while i + 1 < len(fields):
-        meta, path = fields[i], fields[i + 1]
-        i += 2
-        if not meta.startswith(":"):
-            continue
-        old_mode, new_mode, old_oid, new_oid, status = meta[1:].split(" ")
-        out.append(Change(path, status[0], old_mode, new_mode, old_oid, new_oid))
-    return out
+    return parse_raw_diff(proc.stdout)
 
 
 def inverse(changes: Sequence[Change]) -> list[Change]:
