@@ -93,12 +93,16 @@ class BusWatcher:
     ) -> None:
         self._closing = True
         reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel_scope.cancel()
-            await reader.__aexit__(None, None, None)
         fd, self._inotify = self._inotify, None
-        if fd is not None:
-            os.close(fd)
+        try:
+            if reader is not None:
+                reader.cancel_scope.cancel()
+                await reader.__aexit__(None, None, None)
+        finally:
+            # Also when the caller's scope is cancelled (a run ending): the wait above then
+            # raises, and the descriptor would otherwise stay open for the process's life.
+            if fd is not None:
+                os.close(fd)
         observer, self._observer = self._observer, None
         if observer is not None:
             # Join in a worker thread: the observer may be waiting for this loop to run a

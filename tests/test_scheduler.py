@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -394,3 +395,22 @@ async def test_state_directory_deleted_mid_run_is_a_state_error(repo: Path) -> N
     with pytest.raises(StateError, match="state became unusable") as info:
         await run(track, repo)
     assert info.value.exit_code == 5
+
+
+def _inotify_descriptors() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    return count
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+async def test_runs_leave_no_inotify_descriptor_open(repo: Path) -> None:
+    """Each run closes its bus watch: a process that runs many tracks never reaches the
+    per-user inotify limit."""
+    before = _inotify_descriptors()
+    for n in range(3):
+        track = make_track(f"track: ino{n}\ntasks:\n  - {{id: a, run: 'true'}}\n")
+        assert (await run(track, repo)).status == "complete"
+    assert _inotify_descriptors() == before
