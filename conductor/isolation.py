@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from filelock import FileLock
+
 from conductor.copies import (
     MAX_FILE_BYTES,
     Checkout,
@@ -126,7 +128,10 @@ class Isolation:
         tmp = self.dir / f"{worker}.tmp"
         remove_copy(path, index)
         remove_copy(tmp)
-        snapshot = take_snapshot(self.checkout, self.dir, worker, exclude=self.sd.root.parent)
+        with FileLock(str(self._land_lock)):  # never half of another attempt's landing
+            snapshot = take_snapshot(
+                self.checkout, self.dir, worker, exclude=self.sd.root.parent
+            )
         self.checkout.git("update-ref", self._ref(SNAPSHOT_REFS, worker), snapshot.commit)
         copy = make_copy(self.private, snapshot, path, index, branch=f"conductor/{worker}")
         tmp.mkdir(mode=0o700)
@@ -205,7 +210,7 @@ class Isolation:
                 self.checkout,
                 state.changes,
                 message=message,
-                lock=self.sd.root.parent / ".land.lock",
+                lock=self._land_lock,
                 scratch=self.dir,
                 before_move=before_move,
             )
@@ -263,6 +268,11 @@ class Isolation:
         proc = self.checkout.git("for-each-ref", "--format=%(refname)", prefix, check=False)
         for ref in proc.stdout.decode().split():
             delete_ref(self.checkout, ref)
+
+    @property
+    def _land_lock(self) -> Path:
+        """The kernel lock landings (and snapshots) of every track of this state root take."""
+        return self.sd.root.parent / ".land.lock"
 
     def _in_state_dir(self, rel: str) -> bool:
         """Whether repository path ``rel`` lies in conductor's state directory."""
