@@ -38,6 +38,8 @@ TERM_GRACE = 3.0
 """Seconds between SIGTERM and SIGKILL when a command is cancelled."""
 BUS_ENV = "CONDUCTOR_BUS_DIR"
 """The environment variable that marks a process as a worker of one track's bus."""
+WORKER_ENV = "CONDUCTOR_WORKER"
+"""Names the attempt a process works for."""
 TAG_ENV = "CONDUCTOR_RUN_TAG"
 """Marks processes of attempts that must not learn where the bus is (``run_tag``)."""
 
@@ -250,14 +252,28 @@ def reap_orphans(bus_dir: Path) -> list[int]:
     """
     target = str(bus_dir)
     tag = run_tag(bus_dir)
+    return _end_marked(lambda env: env.get(BUS_ENV) == target or env.get(TAG_ENV) == tag)
+
+
+def reap_attempt(bus_dir: Path, worker: str) -> list[int]:
+    """End every process left by attempt ``worker`` of the track whose bus is ``bus_dir``
+    (its environment carries the run's tag and ``CONDUCTOR_WORKER``); return their pids."""
+    tag = run_tag(bus_dir)
+    return _end_marked(
+        lambda env: env.get(TAG_ENV) == tag and env.get(WORKER_ENV) == worker
+    )
+
+
+def _end_marked(marked: Callable[[dict[str, str]], bool]) -> list[int]:
+    """SIGTERM, then SIGKILL after the grace, every other process whose environment is
+    ``marked``; return their pids."""
     me = os.getpid()
     found: list[psutil.Process] = []
     for proc in psutil.process_iter():
         if proc.pid == me:
             continue
         try:
-            environ = proc.environ()
-            if environ.get(BUS_ENV) == target or environ.get(TAG_ENV) == tag:
+            if marked(proc.environ()):
                 found.append(proc)
         except (psutil.Error, OSError):
             continue  # gone, a zombie, or not ours to read

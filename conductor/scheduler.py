@@ -41,7 +41,15 @@ import anyio.abc
 import structlog
 
 from conductor.bus import Bus, Durability
-from conductor.commands import TAG_ENV, append_log, reap_orphans, run_command, run_tag, tail
+from conductor.commands import (
+    TAG_ENV,
+    append_log,
+    reap_attempt,
+    reap_orphans,
+    run_command,
+    run_tag,
+    tail,
+)
 from conductor.copies import GitError
 from conductor.errors import ConductorError, StateError, UserError
 from conductor.executors.base import (
@@ -816,6 +824,10 @@ class Scheduler:
         )
         outcome = await self._run_executor(ctx, executor)
         if ws is not None:
+            # Nothing the attempt started may go on changing its copy while it is judged.
+            ended = await anyio.to_thread.run_sync(reap_attempt, self.sd.bus, wid)
+            if ended:
+                log.warning("ended processes the attempt left running", pids=ended)
             outcome = await self._judge(ctx, run, ws, outcome)
         if outcome.ok and task.verify:
             outcome = await self._verify(ctx, outcome)

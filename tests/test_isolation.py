@@ -478,3 +478,41 @@ async def test_huge_file_is_rejected_unread(person: Path) -> None:
     assert "over 100 MiB" in result.failed["t"] and "src/big.bin" in result.failed["t"]
     after = sum(len(files) for _, _, files in os.walk(person / ".git" / "objects"))
     assert after == objects
+
+
+async def test_processes_an_attempt_leaves_running_are_ended_before_the_verdict(
+    person: Path,
+) -> None:
+    """A background process an attempt started (in its own session, so outside any process
+    group) is ended before the copy is judged, so it cannot change what is judged."""
+    import psutil
+
+    started: list[int] = []
+
+    class Leaving(ScriptedExecutor):
+        async def execute(self, ctx):  # type: ignore[no-untyped-def]
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", "while true; do echo x >> src/late.py; sleep 0.05; done"],
+                cwd=ctx.cwd,
+                env={**os.environ, **ctx.env},
+                start_new_session=True,
+            )
+            started.append(proc.pid)
+            return await super().execute(ctx)
+
+    executor = Leaving(copy=True)
+    executor.enqueue("t", Step(writes={"src/b.py": "b\n"}, claims=["src/b.py"]))
+    track = make_track(
+        """
+        track: leave
+        tasks:
+          - {id: t, type: code, files: ["src/b.py"], max_attempts: 1}
+        """
+    )
+    result = await run(track, person, executor)
+    (pid,) = started
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    # The loop wrote src/late.py, outside the task's files: the attempt is rejected for it,
+    # and nothing lands.
+    assert "src/late.py" in result.failed["t"]
+    assert not (person / "src" / "late.py").exists()
