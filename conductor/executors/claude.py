@@ -7,7 +7,8 @@ One attempt is one isolated session (more only when the API is overloaded, see b
   because a long argument fails with "Argument list too long";
 - **isolation**: ``setting_sources=[]`` (no user or project settings, hooks or CLAUDE.md) unless
   the track opts in, only conductor's MCP server (``strict_mcp_config``), its own
-  ``CLAUDE_CONFIG_DIR`` and ``TMPDIR`` inside the worker directory. With a private config
+  ``CLAUDE_CONFIG_DIR`` inside the worker directory and ``TMPDIR`` (the attempt's temporary
+  directory beside its copy). With a private config
   directory a Claude login is not seen: give the CLI ``ANTHROPIC_API_KEY`` (or
   ``CLAUDE_CODE_OAUTH_TOKEN``) in the environment;
 - **limits**: the agent's tools (also auto-allowed: a background session has nobody to ask), the
@@ -30,11 +31,16 @@ API errors: when a session ends on an API error (429, 529/overloaded, ``terminal
 time; this is not a task failure. Exhausted, the outcome is a retryable failure.
 
 The verdict: a session error (``error_max_budget_usd``, ``error_during_execution``, a crash)
-fails the attempt; otherwise the worker's claim is judged against the evidence
-(``evidence.judge``). A worker that claimed completion and was then stopped by
-``error_max_turns`` (the claim was its last allowed turn) is judged by its evidence too.
-After a budget cut the tree is treated as dirty: every observed change is reported and the
-half-written ``*.tmp.<pid>.<hex>`` files the cut left are removed.
+fails the attempt; otherwise the worker's claim is judged against the session's evidence
+(``evidence.judge``: a claim, tool calls). A worker that claimed completion and was then
+stopped by ``error_max_turns`` (the claim was its last allowed turn) is judged the same way.
+What the attempt's copy really changed is judged afterwards by the scheduler
+(``conductor.isolation``); a copy cut off mid-write is never landed.
+
+Sandbox: an attempt in a copy runs in the copy (its cwd) with Claude Code's sandbox on
+(``conductor.sandbox.claude_settings``) and credential scrubbing forced off, because with it
+on the CLI's sandbox stops confining writes. Every message is kept in the attempt's
+transcript, every tool call in its tool list (``transcript``).
 """
 
 from __future__ import annotations
