@@ -268,7 +268,7 @@ class ClaudeAgentFile(BaseModel):
     accepted and ignored. Anything else is an error.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str
     description: str

@@ -105,16 +105,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-import structlog
-
 from conductor.errors import StateError, UserError
+from conductor.logs import get_logger
 from conductor.messages import TYPE_RE, Message
 from conductor.paths import check_name, ensure_dir
 
 if TYPE_CHECKING:
     from conductor.paths import StateDir
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 RECORD_BYTES: Final = 256
 """Width of one index record."""

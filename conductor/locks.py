@@ -54,18 +54,20 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import filelock
 import psutil
-import structlog
 
 from conductor.errors import LockHeldError, StateError, UserError
+from conductor.logs import get_logger
 from conductor.messages import MessageType, utcnow
 from conductor.paths import StateDir, check_name, check_repo_path, ensure_dir, refuse_symlink
 
-log = structlog.get_logger(__name__)
+if TYPE_CHECKING:
+    import filelock  # imported where a lock is taken: listing locks takes none
+
+log = get_logger(__name__)
 
 NotifyFn = Callable[[str, dict[str, Any]], None]
 """Receives every lock event: a ``MessageType`` value and a JSON-ready payload."""
@@ -264,6 +266,8 @@ class RunLock:
         self._lock: filelock.FileLock | None = None
 
     def __enter__(self) -> RunLock:
+        import filelock
+
         ensure_dir(self.state.root)
         refuse_symlink(self.state.run_lock)
         refuse_symlink(self.state.run_info)
@@ -310,6 +314,8 @@ class RunLock:
 
     def holder(self) -> dict[str, Any] | None:
         """What ``run.json`` says if anyone holds the run lock (``{}`` if unsaid), else None."""
+        import filelock
+
         if self._lock is not None:
             return _read_json(self.state.run_info) or {}
         if not self.state.run_lock.exists():
@@ -772,6 +778,8 @@ class PathLocks:
 
     @contextlib.contextmanager
     def _guarded(self) -> Iterator[None]:
+        import filelock
+
         ensure_dir(self.directory)
         guard_path = self.directory / GUARD_NAME
         refuse_symlink(guard_path)

@@ -148,7 +148,7 @@ def builtin_templates_dir() -> Path:
 class TemplateMeta(BaseModel):
     """The frontmatter of a worker template."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str
     description: str

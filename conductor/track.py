@@ -242,9 +242,12 @@ Phase = Annotated[int | str, BeforeValidator(_phase)]
 
 
 class _Model(BaseModel):
-    """Base of every model a person writes: unknown fields are errors."""
+    """Base of every model a person writes: unknown fields are errors.
 
-    model_config = ConfigDict(extra="forbid")
+    Models are compiled on first use (``defer_build``), not when the module is imported.
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # --------------------------------------------------------------------------- public models

@@ -32,11 +32,11 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
-import structlog
 
 from conductor.bus import Bus
+from conductor.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class BusWatcher:

@@ -491,7 +491,7 @@ async def test_processes_an_attempt_leaves_running_are_ended_before_the_verdict(
 
     class Leaving(ScriptedExecutor):
         async def execute(self, ctx):  # type: ignore[no-untyped-def]
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # noqa: ASYNC220 - a leak on purpose, never awaited
                 ["/bin/sh", "-c", "while true; do echo x >> src/late.py; sleep 0.05; done"],
                 cwd=ctx.cwd,
                 env={**os.environ, **ctx.env},

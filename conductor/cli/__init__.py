@@ -1,6 +1,8 @@
-"""Command-line interface: thin wrappers over the library, one module per command group."""
+"""Command-line interface: thin wrappers over the library, one module per command group.
 
-from conductor.cli import bus_cmds, hook_cmds, lock_cmds, run_cmds, template_cmds, track_cmds
+``main`` imports a command's module only when that command runs (``app.COMMANDS``).
+"""
+
 from conductor.cli.app import main
 
-__all__ = ["bus_cmds", "hook_cmds", "lock_cmds", "main", "run_cmds", "template_cmds", "track_cmds"]
+__all__ = ["main"]

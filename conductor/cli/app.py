@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from conductor import __version__
 from conductor.errors import ConductorError
 from conductor.logs import configure_logging
 
@@ -21,10 +23,53 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 RAISE_ENV = "CONDUCTOR_RAISE_ERRORS"
 """Set to 1 to let conductor errors propagate with their traceback (debugging)."""
+TRACK_ENV = "CONDUCTOR_TRACK"
+"""The track a worker's shell belongs to: ``bus post`` uses it when TRACK is left out."""
+WORKER_ENV = "CONDUCTOR_WORKER"
+"""The worker id a worker's shell runs as."""
+TOKEN_ENV = "CONDUCTOR_WORKER_TOKEN"
+"""The worker's secret; its presence makes ``bus post`` post as that worker."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="conductor")
+COMMANDS = {
+    "agents": "conductor.cli.template_cmds:agents_group",
+    "bus": "conductor.cli.bus_cmds:bus_group",
+    "hooks": "conductor.cli.hook_cmds:hooks_group",
+    "locks": "conductor.cli.lock_cmds:locks_command",
+    "plan": "conductor.cli.track_cmds:plan",
+    "resume": "conductor.cli.run_cmds:resume",
+    "revert": "conductor.cli.run_cmds:revert",
+    "run": "conductor.cli.run_cmds:run",
+    "status": "conductor.cli.run_cmds:status",
+    "templates": "conductor.cli.template_cmds:templates_group",
+    "validate": "conductor.cli.track_cmds:validate",
+}
+"""Each command and where it is defined: a command's module is imported only when it runs."""
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when they run (or when ``--help`` lists them)."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(__version__, prog_name="conductor")
 @click.option(
     "--log-format",
     type=click.Choice(["auto", "console", "json"]),
@@ -84,10 +129,11 @@ def state_dir_option(fn: F) -> F:
 def resolve_track(arg: str) -> tuple[str, Track | None]:
     """A TRACK argument is a track file (loaded and validated) or a bare track id."""
     from conductor.paths import check_name
-    from conductor.track import load_track
 
     path = Path(arg)
     if path.is_file() or arg.endswith((".yaml", ".yml")):
+        from conductor.track import load_track
+
         track = load_track(path)
         return track.id, track
     return check_name(arg, "track id"), None

@@ -9,23 +9,22 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import click
 
 from conductor.bus import Bus
-from conductor.cli.app import handle_errors, main, repo_option, resolve_track, state_dir_option
+from conductor.cli.app import (
+    TOKEN_ENV,
+    TRACK_ENV,
+    WORKER_ENV,
+    handle_errors,
+    repo_option,
+    resolve_track,
+    state_dir_option,
+)
 from conductor.errors import UserError
 from conductor.messages import HUMAN_TYPES, Message, MessageType
 from conductor.paths import StateDir
-from conductor.watch import BusWatcher
-from conductor.workers import verify_token
 
-TRACK_ENV = "CONDUCTOR_TRACK"
-"""The track a worker's shell belongs to: ``bus post`` uses it when TRACK is left out."""
-WORKER_ENV = "CONDUCTOR_WORKER"
-"""The worker id a worker's shell runs as."""
-TOKEN_ENV = "CONDUCTOR_WORKER_TOKEN"
-"""The worker's secret; its presence makes ``bus post`` post as that worker."""
 WORKER_TYPES = frozenset(
     {
         MessageType.PROGRESS,
@@ -78,7 +77,7 @@ def _echo(messages: Iterable[Message], as_json: bool) -> None:
         click.echo(msg.to_json() if as_json else _line(msg))
 
 
-@main.group("bus")
+@click.group("bus")
 def bus_group() -> None:
     """Read and write a track's message bus (one JSON file per message, in order).
 
@@ -178,11 +177,15 @@ def bus_tail(
         if not follow:
             return
         cursor = shown[-1].seq if shown else last
+        import anyio
+
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a follow normally
             anyio.run(_follow, bus, cursor, as_json)
 
 
 async def _follow(bus: Bus, cursor: int, as_json: bool) -> None:
+    from conductor.watch import BusWatcher
+
     async with BusWatcher(bus) as watcher:
         while True:
             await watcher.wait(cursor)
@@ -258,6 +261,8 @@ def bus_post(
         wid = os.environ.get(WORKER_ENV)
         if not wid:
             raise UserError(f"{TOKEN_ENV} is set but {WORKER_ENV} (the worker id) is not")
+        from conductor.workers import verify_token
+
         record = verify_token(state.workers, wid, token)
         if mtype not in WORKER_TYPES:
             allowed = ", ".join(sorted(WORKER_TYPES))

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from conductor.cli.app import RAISE_ENV, handle_errors, main, repo_option, state_dir_option
+from conductor.cli.app import (
+    RAISE_ENV,
+    TRACK_ENV,
+    WORKER_ENV,
+    handle_errors,
+    repo_option,
+    state_dir_option,
+)
 
 if TYPE_CHECKING:
     from conductor.githooks import HookChange
@@ -18,7 +25,7 @@ RUN_NAMES = ("pre-commit", "owned-files", "track-validate", "post-commit")
 """What ``hooks run`` can do: pre-commit is owned-files and track-validate together."""
 
 
-@main.group("hooks")
+@click.group("hooks")
 def hooks_group() -> None:
     """Git hooks that keep your commits and a running track out of each other's way.
 
@@ -128,8 +135,6 @@ def hooks_run(name: str, files: tuple[str, ...], repo: Path, state_dir: Path | N
     FILES (as the pre-commit framework passes them) are accepted and ignored: the checks
     always read what is staged, deletions included.
     """
-    from conductor.cli.bus_cmds import TRACK_ENV, WORKER_ENV
-
     track, worker = os.environ.get(TRACK_ENV), os.environ.get(WORKER_ENV)
     own = (track, worker) if track and worker else None
     if name == "post-commit":

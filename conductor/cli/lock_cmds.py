@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from conductor.cli.app import handle_errors, main, repo_option, resolve_track, state_dir_option
+from conductor.cli.app import handle_errors, repo_option, resolve_track, state_dir_option
 from conductor.errors import UserError
 from conductor.locks import HOST, LockInfo, NotifyFn, PathLocks, UnreadableRecord, dead_reason
 from conductor.paths import STATE_ROOT_NAME, StateDir, check_name
@@ -18,7 +18,7 @@ from conductor.paths import STATE_ROOT_NAME, StateDir, check_name
 DEFAULT_REASON = "broken by hand (conductor locks --break)"
 
 
-@main.command("locks")
+@click.command("locks")
 @click.argument("track", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(

@@ -7,15 +7,13 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import click
 
 from conductor.bus import Bus, Durability
-from conductor.cli.app import handle_errors, main, repo_option, resolve_track, state_dir_option
+from conductor.cli.app import handle_errors, repo_option, resolve_track, state_dir_option
 from conductor.errors import UserError
 from conductor.paths import StateDir
 from conductor.state import TaskStatus, load_state
-from conductor.track import load_track
 
 if TYPE_CHECKING:
     from conductor.scheduler import RunResult
@@ -53,7 +51,7 @@ def _run_options(fn: Any) -> Any:
     return fn
 
 
-@main.command()
+@click.command()
 @click.argument("track_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--from", "from_task", metavar="TASK", help="Rerun TASK and everything downstream.")
 @_run_options
@@ -69,7 +67,7 @@ def run(track_file: Path, from_task: str | None, **kw: Any) -> None:
     _run(track_file, from_task=from_task, **kw)
 
 
-@main.command()
+@click.command()
 @click.argument("track_file", type=click.Path(dir_okay=False, path_type=Path))
 @_run_options
 @handle_errors
@@ -89,8 +87,13 @@ def _run(
     repo: Path,
     state_dir: Path | None,
 ) -> None:
-    from conductor.scheduler import RunOptions, run_track  # not needed by `status`
+    import anyio
 
+    from conductor.logs import ensure_logging
+    from conductor.scheduler import RunOptions, run_track
+    from conductor.track import load_track
+
+    ensure_logging()  # the scheduler logs through structlog itself: configure it first
     track = load_track(track_file)
     if from_task is not None:
         track.task(from_task)  # unknown task: a clear error before anything starts
@@ -142,7 +145,7 @@ def _print_result(result: RunResult, as_json: bool) -> None:
         click.echo("  the track's budget_usd is spent; raise it to continue")
 
 
-@main.command()
+@click.command()
 @click.argument("track")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @repo_option
@@ -224,7 +227,7 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
             click.echo(f"  {'':<{width}}  failed attempt's copy kept: {row['kept_copy']}")
 
 
-@main.command()
+@click.command()
 @click.argument("track")
 @click.argument("task")
 @repo_option

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conductor.cli.app import handle_errors, main, repo_option
+from conductor.cli.app import handle_errors, repo_option
 
 if TYPE_CHECKING:
     from conductor.agents import TrackSpec
@@ -43,7 +43,7 @@ def _track_option(fn: Any) -> Any:
     )(fn)
 
 
-@main.group("templates")
+@click.group("templates")
 def templates_group() -> None:
     """Worker templates: the skill files Claude workers are specialised from.
 
@@ -114,7 +114,7 @@ def templates_show(type_or_name: str, repo: Path, track_file: Path | None) -> No
     click.echo(text, nl=False)
 
 
-@main.group("agents")
+@click.group("agents")
 def agents_group() -> None:
     """Agents: the specialists tasks are done as (track agents:, .claude/agents, inferred)."""
 

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import click
 
-from conductor.cli.app import handle_errors, main, repo_option
+from conductor.cli.app import handle_errors, repo_option
 from conductor.errors import ConductorError
-from conductor.plan import make_plan, render_dot, render_json, render_mermaid, render_text
-from conductor.track import load_track
 
 _TRACK_ARG = click.argument("track", type=click.Path(path_type=Path, dir_okay=True))
 
 
-@main.command()
+@click.command()
 @_TRACK_ARG
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @repo_option
@@ -29,10 +27,11 @@ def validate(track: Path, as_json: bool, repo: Path) -> None:
     problem and exits 2. Notes (such as tasks naming agents the track does not define)
     are printed but are not errors.
     """
+    from conductor.templates import check_templates
+    from conductor.track import load_track
+
     try:
         loaded = load_track(track)
-        from conductor.templates import check_templates
-
         check_templates(loaded, repo)
     except ConductorError as exc:
         if as_json:
@@ -58,20 +57,16 @@ def validate(track: Path, as_json: bool, repo: Path) -> None:
         click.echo(f"note: {note}")
 
 
-_RENDERERS = {
-    "text": render_text,
-    "dot": render_dot,
-    "mermaid": render_mermaid,
-    "json": render_json,
-}
+FORMATS = ("text", "dot", "mermaid", "json")
+"""``plan --format``: each is a ``render_FORMAT`` of ``conductor.plan``."""
 
 
-@main.command()
+@click.command()
 @_TRACK_ARG
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(list(_RENDERERS)),
+    type=click.Choice(FORMATS),
     default="text",
     show_default=True,
     help="text for people, dot for Graphviz, mermaid for Markdown, json for tools.",
@@ -92,6 +87,9 @@ def plan(track: Path, fmt: str, show_prompt: str | None, repo: Path) -> None:
     critical path and its length, and pairs of tasks that never run together because
     their files overlap. Pipe `--format dot` into `dot -Tsvg` to draw the graph.
     """
+    from conductor import plan as plans
+    from conductor.track import load_track
+
     loaded = load_track(track)
     if show_prompt is not None:
         task = loaded.task(show_prompt)
@@ -107,4 +105,5 @@ def plan(track: Path, fmt: str, show_prompt: str | None, repo: Path) -> None:
         click.echo("\n--- user prompt ---")
         click.echo(user_prompt(task.id, task.name))
         return
-    click.echo(_RENDERERS[fmt](loaded, make_plan(loaded)), nl=False)
+    render = getattr(plans, f"render_{fmt}")
+    click.echo(render(loaded, plans.make_plan(loaded)), nl=False)

@@ -58,7 +58,6 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 import anyio
 import psutil
-import structlog
 from claude_agent_sdk import (
     AssistantMessage,
     ClaudeAgentOptions,
@@ -87,6 +86,7 @@ from conductor.executors.evidence import (
 )
 from conductor.executors.tool_names import SERVER_KEY, qualified, qualified_tool_names
 from conductor.executors.transcript import Transcript
+from conductor.logs import get_logger
 from conductor.messages import MessageType
 from conductor.sandbox import claude_settings
 
@@ -101,7 +101,7 @@ if TYPE_CHECKING:
 
     from conductor.track import Task
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 CLI_ENV = "CONDUCTOR_CLAUDE_CLI"
 """Environment variable naming the Claude Code executable to run (e.g. the offline fake)."""
