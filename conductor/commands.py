@@ -33,6 +33,9 @@ from typing import BinaryIO
 import anyio
 import psutil
 
+from conductor.errors import StateError
+from conductor.paths import open_state_file
+
 _SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[#~=%{}\n")
 TERM_GRACE = 3.0
 """Seconds between SIGTERM and SIGKILL when a command is cancelled."""
@@ -91,8 +94,10 @@ _WHICH: dict[tuple[str, str | None], str | None] = {}
 
 
 def open_log(path: Path) -> BinaryIO:
-    """Open an attempt's log for appending (local disk: a quick call, fine inside async code)."""
-    return open(path, "ab")
+    """Open an attempt's log for appending (local disk: a quick call, fine inside async code);
+    a symlink or FIFO planted under its name is refused (``StateError``), never followed."""
+    fd = open_state_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    return os.fdopen(fd, "ab")
 
 
 def append_log(path: Path, text: str) -> None:
@@ -102,14 +107,14 @@ def append_log(path: Path, text: str) -> None:
 
 
 def tail(path: Path, limit: int = 2000) -> str:
-    """The last ``limit`` characters of a log file ('' if missing)."""
+    """The last ``limit`` characters of a log file ('' if missing or not a regular file)."""
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(open_state_file(path, os.O_RDONLY), "rb") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - limit))
             return fh.read().decode("utf-8", "replace")
-    except OSError:
+    except (OSError, StateError):
         return ""
 
 

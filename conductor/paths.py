@@ -16,6 +16,7 @@ without touching the repository's own ignore files.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -71,6 +72,33 @@ def refuse_symlink(path: Path) -> None:
         return
     if stat.S_ISLNK(st.st_mode):
         raise StateError(f"refusing to use {path}: it is a symbolic link", path=path)
+
+
+def open_state_file(path: Path, flags: int) -> int:
+    """``os.open`` a file of the state directory: never through a symlink, never blocking
+    on a FIFO (or device) planted under its name; only a regular file is accepted.
+
+    Returns the descriptor (blocking again); raises ``StateError`` for anything else.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateError(f"refusing to use {path}: it is a symbolic link", path=path) from exc
+        if exc.errno == errno.ENXIO:  # a FIFO with no reader, opened for writing
+            raise StateError(
+                f"refusing to use {path}: it is not a regular file", path=path
+            ) from exc
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(f"refusing to use {path}: it is not a regular file", path=path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def ensure_dir(path: Path) -> Path:

@@ -32,7 +32,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from conductor.errors import StateError
 from conductor.messages import Message, MessageType
+from conductor.paths import open_state_file
 
 
 class TaskStatus(StrEnum):
@@ -283,7 +285,7 @@ def save_cache(cache_dir: Path, state: TrackState) -> None:
 def load_cache(cache_dir: Path, track_id: str) -> TrackState | None:
     """The cached state, or None when missing, stale-format or unreadable."""
     try:
-        fd = os.open(cache_dir / CACHE_NAME, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = open_state_file(cache_dir / CACHE_NAME, os.O_RDONLY)
         with os.fdopen(fd) as fh:
             data = json.load(fh)
         if data.pop("version", None) != CACHE_VERSION or data.get("track") != track_id:
@@ -293,7 +295,7 @@ def load_cache(cache_dir: Path, track_id: str) -> TrackState | None:
             for tid, t in data.pop("tasks").items()
         }
         return TrackState(tasks=tasks, **data)
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, StateError):
         return None
 
 

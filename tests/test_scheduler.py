@@ -414,3 +414,24 @@ async def test_runs_leave_no_inotify_descriptor_open(repo: Path) -> None:
         track = make_track(f"track: ino{n}\ntasks:\n  - {{id: a, run: 'true'}}\n")
         assert (await run(track, repo)).status == "complete"
     assert _inotify_descriptors() == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+async def test_planted_log_file_is_refused_not_followed(
+    repo: Path, tmp_path: Path, kind: str
+) -> None:
+    """A FIFO or symlink planted where an attempt's log goes fails that attempt with a clear
+    reason: the run neither blocks on the FIFO nor writes through the link."""
+    track = make_track("track: planted\ntasks:\n  - {id: a, run: 'echo hi', max_attempts: 1}\n")
+    sd = state_of(repo, "planted").ensure()
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("untouched\n")
+    log = sd.logs / "a.1.log"
+    if kind == "fifo":
+        os.mkfifo(log)
+    else:
+        log.symlink_to(target)
+    result = await run(track, repo)
+    assert result.status == "failed"
+    assert "refusing to use" in result.failed["a"]
+    assert target.read_text() == "untouched\n"

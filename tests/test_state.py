@@ -220,3 +220,18 @@ def test_load_state_refreshes_a_stale_cache(tmp_path: Path) -> None:
     assert load_cache(tmp_path, "t") == state
     again = load_state(bus, tmp_path, "t", batch=1)
     assert again == state
+
+
+def test_a_fifo_planted_as_the_cache_is_ignored_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO (or symlink) where the status cache goes is treated as no cache: reading it
+    neither blocks nor follows the link."""
+    import os
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    os.mkfifo(cache / "state.json")
+    assert load_cache(cache, "t") is None
+    os.unlink(cache / "state.json")
+    (tmp_path / "real.json").write_text("{}")
+    (cache / "state.json").symlink_to(tmp_path / "real.json")
+    assert load_cache(cache, "t") is None

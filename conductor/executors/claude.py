@@ -88,6 +88,7 @@ from conductor.executors.tool_names import SERVER_KEY, qualified, qualified_tool
 from conductor.executors.transcript import Transcript
 from conductor.logs import get_logger
 from conductor.messages import MessageType
+from conductor.paths import open_state_file
 from conductor.sandbox import claude_settings
 
 if TYPE_CHECKING:
@@ -394,7 +395,8 @@ class SessionEnd:
 
 def _open_log(path: Path, header: str) -> IO[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by the caller
+    fd = open_state_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    fh = open(fd, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by the caller
     fh.write(header + "\n")
     fh.flush()
     return fh

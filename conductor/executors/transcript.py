@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,9 @@ from claude_agent_sdk import (
     UserMessage,
 )
 
+from conductor.errors import ConductorError
 from conductor.messages import MessageType
+from conductor.paths import open_state_file
 
 SANDBOX_MARKERS = ("Read-only file system", "Operation not permitted", "Permission denied")
 """Text in a failed Bash result that says the sandbox stopped the command."""
@@ -90,8 +93,9 @@ class Transcript:
         """Tool calls by id, in the order they were made."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # A model's text may hold lone surrogates: keep them visible, never fail on them.
+        fd = open_state_file(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self._fh = open(  # noqa: SIM115 - closed in close()
-            self.path, "a", encoding="utf-8", errors="backslashreplace"
+            fd, "a", encoding="utf-8", errors="backslashreplace"
         )
 
     def record(self, message: Any) -> None:
@@ -175,15 +179,16 @@ class Transcript:
 
     def close(self) -> None:
         """Write the tool-call list and close the transcript."""
-        with (
-            contextlib.suppress(OSError),
-            open(self.tools_path, "w", encoding="utf-8", errors="backslashreplace") as fh,
-        ):
-            for call in self.calls.values():
-                record = {"tool": call.tool, "target": call.target, "status": call.status}
-                if call.reason:
-                    record["reason"] = call.reason
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        lines = []
+        for call in self.calls.values():
+            record = {"tool": call.tool, "target": call.target, "status": call.status}
+            if call.reason:
+                record["reason"] = call.reason
+            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        with contextlib.suppress(OSError, ConductorError):
+            fd = open_state_file(self.tools_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            with open(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+                fh.writelines(lines)
         with contextlib.suppress(OSError):
             self._fh.close()
 
