@@ -107,14 +107,30 @@ def parse_duration(value: str | float | int) -> float:
     if isinstance(value, bool):
         raise UserError(f"expected a duration such as 30s, 5m or 1h, got {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer too large for a float
+            seconds = math.inf
     elif isinstance(value, str):
         seconds = _parse_duration_text(value)
     else:
         raise UserError(f"expected a duration such as 30s, 5m or 1h, got {_describe(value)}")
     if not math.isfinite(seconds) or seconds < 0:
-        raise UserError(f"a duration must be a finite number of seconds >= 0, got {value!r}")
+        raise UserError(
+            f"a duration must be a finite number of seconds >= 0, got {_short(value)}"
+        )
+    if seconds > MAX_DURATION:
+        raise UserError(f"a duration must be at most 365 days, got {_short(value)}")
     return seconds
+
+
+MAX_DURATION = 365 * 24 * 3600.0
+"""The longest duration a track may give (a timeout beyond it is surely a typo)."""
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _parse_duration_text(text: str) -> float:

@@ -206,3 +206,36 @@ def test_mutated_text(edits: list[tuple[int, int, str]]) -> None:
 def test_arbitrary_text(text: str) -> None:
     """Any text at all is a Track or a TrackError."""
     check(text)
+
+
+NUMBERS = st.one_of(
+    st.integers(min_value=-(10**500), max_value=10**500),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(alphabet="0123456789.eE+-smhd ", max_size=30),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    field=st.sampled_from(["timeout", "max_attempts", "max_turns", "max_budget_usd"]),
+    value=NUMBERS,
+)
+def test_numeric_fields_never_crash_the_loader(field: str, value: Any) -> None:
+    """Any number (huge, negative, NaN, infinite) or number-like text in a numeric field
+    loads or is a TrackError naming the field: never another exception."""
+    text = yaml.safe_dump({"track": "n", "tasks": [{"id": "a", "run": "x", field: value}]})
+    try:
+        parse_track(text, guard=False)
+    except TrackError as exc:
+        assert exc.field is not None and field in exc.field
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(["budget_usd", "max_parallel"]), value=NUMBERS)
+def test_numeric_track_settings_never_crash_the_loader(field: str, value: Any) -> None:
+    """The track's own numeric settings load or are a TrackError naming the field."""
+    text = yaml.safe_dump({"track": "n", field: value, "tasks": [{"id": "a", "run": "x"}]})
+    try:
+        parse_track(text, guard=False)
+    except TrackError as exc:
+        assert exc.field is not None and field in exc.field
