@@ -52,7 +52,14 @@ class WorkerRecord:
 
 
 def new_secret(workers_root: Path) -> str:
-    """Write a fresh run secret (voiding every earlier token); return it."""
+    """Write a fresh run secret (voiding every earlier token); return it.
+
+    Half-written secrets of conductors that died while writing theirs are removed.
+    """
+    for stale in workers_root.glob(f"{SECRET_FILE}.*"):
+        pid = stale.name.rsplit(".", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            stale.unlink(missing_ok=True)
     secret = secrets.token_hex(32)
     tmp = workers_root / f"{SECRET_FILE}.{os.getpid()}"
     refuse_symlink(tmp)
@@ -60,6 +67,16 @@ def new_secret(workers_root: Path) -> str:
     _write_private(tmp, json.dumps({"secret": secret, "pid": os.getpid()}))
     os.replace(tmp, workers_root / SECRET_FILE)
     return secret
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_secret(workers_root: Path) -> tuple[str, int] | None:

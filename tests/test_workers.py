@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,21 @@ def test_spares_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     (tmp_path / f"{SPARE_PREFIX}8" / "junk").write_text("x")
     WorkerDirs(tmp_path, new_secret(tmp_path))
     assert _spares(tmp_path) == []
+
+
+def test_half_written_secret_of_a_dead_conductor_is_removed(tmp_path: Path) -> None:
+    """A `.secret.<pid>` left by a conductor killed while writing it goes at the next run;
+    one of a live process stays."""
+    import subprocess
+
+    from conductor.workers import new_secret
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".secret.{dead.pid}"
+    stale.write_text("")
+    live = tmp_path / f".secret.{os.getppid()}"
+    live.write_text("")
+    new_secret(tmp_path)
+    assert not stale.exists() and live.exists()
+    assert (tmp_path / ".secret").exists()
