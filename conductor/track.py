@@ -57,6 +57,9 @@ PermissionMode = Literal["default", "acceptEdits", "bypassPermissions", "plan", 
 SettingSource = Literal["user", "project", "local"]
 Isolation = Literal["copy", "checkout"]
 
+MAX_NAME = 1000
+"""Longest task name: it travels in bus messages, which have a size limit."""
+
 
 def _on_off(value: Any) -> Any:
     """``on``/``off`` (YAML reads them as booleans; quoted they are strings) and booleans."""
@@ -297,7 +300,7 @@ class Task(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: TaskId
-    name: str = ""
+    name: Annotated[str, Field(max_length=MAX_NAME)] = ""
     type: TaskType = DEFAULT_TYPE
     depends_on: TaskIdList = Field(default_factory=list)
     files: RepoPathList = Field(default_factory=list)

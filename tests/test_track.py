@@ -1220,3 +1220,12 @@ def test_empty_optional_sections() -> None:
         "tasks: [{id: a}]\n"
     )
     assert (t.description, t.agents, t.parallel_groups, t.shared_files) == ("", {}, [], [])
+
+
+def test_a_task_name_the_bus_cannot_carry_is_refused() -> None:
+    """A task name is posted on the bus: one over the limit is a validation error."""
+    from conductor.track import MAX_NAME
+
+    text = f"track: x\ntasks:\n  - {{id: a, run: x, name: {'n' * (MAX_NAME + 1)}}}\n"
+    with pytest.raises(TrackError, match="name"):
+        parse_track(text)
