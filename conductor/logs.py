@@ -36,13 +36,17 @@ def configure_logging(fmt: LogFormat = "auto", *, verbose: bool = False) -> None
 
 
 def ensure_logging() -> None:
-    """Load structlog and apply the configuration ``configure_logging`` holds, if any."""
+    """Load structlog and apply the configuration ``configure_logging`` holds. A library
+    caller that configured nothing gets the default (``auto``, to stderr, never stdout); one
+    that configured structlog itself keeps its configuration."""
     import logging
 
     import structlog
 
     if not _held:
-        return
+        if structlog.is_configured():
+            return
+        _held.append(("auto", False))
     fmt, verbose = _held.pop()
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"

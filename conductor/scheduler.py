@@ -63,6 +63,7 @@ from conductor.executors.base import (
 from conductor.isolation import Isolation, Judgement, Workspace, printable
 from conductor.landing import LandConflict, change_to_dict, commit_message, finish_landing
 from conductor.locks import PathLocks, RunLock
+from conductor.logs import ensure_logging
 from conductor.messages import Message, MessageType
 from conductor.paths import StateDir
 from conductor.plan import conflicting_pairs, is_shared, make_plan
@@ -189,6 +190,7 @@ def default_executors() -> ExecutorFactory:
 
 async def run_track(track: Track, options: RunOptions | None = None) -> RunResult:
     """Run (or resume) ``track``; raises ``LockHeldError`` if another conductor runs it."""
+    ensure_logging()  # log lines go to stderr even when the caller set nothing up
     _use_pidfd_child_watcher()
     return await Scheduler(track, options or RunOptions()).run()
 

@@ -435,3 +435,27 @@ async def test_planted_log_file_is_refused_not_followed(
     assert result.status == "failed"
     assert "refusing to use" in result.failed["a"]
     assert target.read_text() == "untouched\n"
+
+
+def test_library_run_logs_to_stderr_not_stdout(repo: Path, tmp_path: Path) -> None:
+    """run_track called from a program that set up no logging keeps stdout clean: its log
+    lines go to stderr."""
+    import subprocess
+
+    program = textwrap.dedent(
+        f"""
+        import anyio
+        from pathlib import Path
+        from conductor.scheduler import RunOptions, run_track
+        from conductor.track import parse_track
+        track = parse_track("track: lib\\ntasks:\\n  - {{id: a, run: 'true'}}\\n")
+        options = RunOptions(repo=Path({str(repo)!r}), state_root=Path({str(tmp_path)!r}),
+                             handle_signals=False)
+        print("result", anyio.run(run_track, track, options).status)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert proc.stdout == "result complete\n"
+    assert "task complete" in proc.stderr
