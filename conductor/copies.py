@@ -35,7 +35,7 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -411,6 +411,9 @@ class Change:
 MAX_FILE_BYTES = 100 * 2**20
 """Largest changed file conductor reads from a copy; a larger one fails the attempt unread."""
 
+MAX_CHANGE_BYTES = 500 * 2**20
+"""Most bytes of changed files, together, conductor reads from one copy."""
+
 
 @dataclass(frozen=True)
 class CopyState:
@@ -431,20 +434,24 @@ class CopyState:
         return [c.path for c in self.changes]
 
 
-def _oversized(private: PrivateGit, copy: Copy, limit: int) -> list[str]:
-    """Changed or new (not ignored) files over ``limit`` bytes, found by stat alone."""
+def _oversized(private: PrivateGit, copy: Copy, limit: int, total: int) -> list[str]:
+    """Changed or new (not ignored) files over ``limit`` bytes, or the largest of them when
+    together they are over ``total`` bytes; found by stat alone."""
     listed = private.git(
         copy.path, copy.index, "ls-files", "-z", "-m", "-o", "--exclude-standard"
     ).stdout.decode("utf-8", "surrogateescape")
-    big = []
+    sizes: dict[str, int] = {}
     for rel in dict.fromkeys(p for p in listed.split("\0") if p):
         try:
             st = os.lstat(copy.path / rel)
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode) and st.st_size > limit:
-            big.append(rel)
-    return sorted(big)
+        if stat.S_ISREG(st.st_mode):
+            sizes[rel] = st.st_size
+    big = sorted(rel for rel, size in sizes.items() if size > limit)
+    if not big and sum(sizes.values()) > total:  # name the largest few
+        big = sorted(sorted(sizes, key=sizes.__getitem__, reverse=True)[:5])
+    return big
 
 
 def parse_raw_diff(output: bytes) -> list[Change]:
@@ -463,13 +470,20 @@ def parse_raw_diff(output: bytes) -> list[Change]:
     return changes
 
 
-def read_copy(private: PrivateGit, copy: Copy, *, limit: int = MAX_FILE_BYTES) -> CopyState:
+def read_copy(
+    private: PrivateGit,
+    copy: Copy,
+    *,
+    limit: int = MAX_FILE_BYTES,
+    total: int = MAX_CHANGE_BYTES,
+) -> CopyState:
     """What the copy's working tree holds now, against its snapshot.
 
-    Files over ``limit`` bytes are not read (hashing them would take the attempt's time and
-    the repository's space): they come back in ``too_large`` and nothing else is read.
+    Files over ``limit`` bytes, or changes over ``total`` bytes together, are not read
+    (hashing them would take the attempt's time, the repository's space and, to land them,
+    conductor's): they come back in ``too_large`` and nothing else is read.
     """
-    big = _oversized(private, copy, limit)
+    big = _oversized(private, copy, limit, total)
     if big:
         return CopyState(tree="", changes=(), too_large=tuple(big))
     private.git(copy.path, copy.index, "add", "-A", "--", ".")
@@ -513,22 +527,16 @@ def remove_inside(root: Path, rel: str) -> None:
         target.unlink(missing_ok=True)
 
 
-def blobs(checkout: Checkout, oids: Iterable[str]) -> dict[str, bytes]:
-    """The contents of blobs, by id, read from the person's object store."""
-    wanted = [o for o in dict.fromkeys(oids) if o and o != ZERO_OID]
-    if not wanted:
-        return {}
-    proc = checkout.git("cat-file", "--batch", stdin=("\n".join(wanted) + "\n").encode())
-    out: dict[str, bytes] = {}
-    data = proc.stdout
-    pos = 0
-    for oid in wanted:
-        end = data.index(b"\n", pos)
-        header = data[pos:end].decode().split()
-        pos = end + 1
-        if len(header) < 3 or header[1] == "missing":
-            raise GitError(f"object {oid} is missing from the repository")
-        size = int(header[2])
-        out[oid] = data[pos : pos + size]
-        pos += size + 1
-    return out
+def write_blob(checkout: Checkout, oid: str, fd: int) -> None:
+    """Stream blob ``oid`` from the person's object store into descriptor ``fd``."""
+    env = _base_env()
+    argv = ["git", "-C", str(checkout.root), "cat-file", "blob", oid]
+    proc = subprocess.run(argv, stdout=fd, stderr=subprocess.PIPE, env=env, check=False)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()[-300:]
+        raise GitError(f"cannot read object {oid}: {err}")
+
+
+def read_blob(checkout: Checkout, oid: str) -> bytes:
+    """A (small) blob's content: a symbolic link's target."""
+    return checkout.git("cat-file", "blob", oid).stdout

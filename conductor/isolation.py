@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from filelock import FileLock
 
 from conductor.copies import (
+    MAX_CHANGE_BYTES,
     MAX_FILE_BYTES,
     Checkout,
     Copy,
@@ -47,6 +48,7 @@ from conductor.globs import matches
 from conductor.landing import (
     ATTEMPT_REFS,
     SNAPSHOT_REFS,
+    TEMP_PREFIX,
     LandConflict,
     Landed,
     delete_ref,
@@ -145,7 +147,8 @@ class Isolation:
         if state.too_large:
             return Judgement(
                 state,
-                f"files over {MAX_FILE_BYTES // 2**20} MiB are not landed: "
+                f"files over {MAX_FILE_BYTES // 2**20} MiB (or changes over "
+                f"{MAX_CHANGE_BYTES // 2**20} MiB together) are not landed: "
                 + _listing([printable(p) for p in state.too_large]),
                 tuple(printable(p) for p in state.too_large),
             )
@@ -158,10 +161,11 @@ class Isolation:
                 + _listing([ascii(p) for p in odd]),
                 tuple(ascii(p) for p in odd),
             )
-        private = [p for p in paths if self._in_state_dir(p)]
+        private = [p for p in paths if self._in_state_dir(p) or _reserved(p)]
         if private:
             return Judgement(
-                state, "wrote into conductor's state directory: " + _listing(private),
+                state, "wrote into conductor's state directory or reserved names: "
+                + _listing(private),
                 tuple(private),
             )
         if state.nested_repos:
@@ -289,6 +293,11 @@ class Isolation:
 def printable(path: str) -> str:
     """A repository path as text the bus can carry (undecodable bytes as ``\\xNN``)."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _reserved(path: str) -> bool:
+    """A name conductor's landing uses for its own temporary files."""
+    return any(part.startswith(TEMP_PREFIX) for part in PurePosixPath(path).parts)
 
 
 def _plain_name(path: str) -> bool:

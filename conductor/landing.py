@@ -28,7 +28,10 @@ conductor killed after the move and before the files are written is finished by
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import secrets
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,8 +46,9 @@ from conductor.copies import (
     Change,
     Checkout,
     GitError,
-    blobs,
     parse_raw_diff,
+    read_blob,
+    write_blob,
 )
 from conductor.errors import ConductorError
 
@@ -199,7 +203,8 @@ def conflicts(checkout: Checkout, head: str | None, changes: Sequence[Change]) -
 
 
 TEMP_PREFIX = ".conductor-land-"
-"""Name prefix of a file staged for a landing at the checkout's top (swept on resume)."""
+"""Name prefix of a file staged for a landing at the checkout's top (swept on resume). No
+attempt may land a path with this prefix (``isolation`` rejects it)."""
 
 
 def land(
@@ -303,26 +308,25 @@ def reset_index(checkout: Checkout, paths: Sequence[str]) -> None:
 
 def stage_worktree(checkout: Checkout, changes: Sequence[Change]) -> dict[str, Path]:
     """Write the new content of ``changes`` at the top of the checkout under temporary
-    names; return path → staged file. Nothing is left behind when it fails."""
-    contents = blobs(checkout, (c.new_oid for c in changes if not c.deleted))
+    names nobody can guess; return path → staged file. Nothing is left behind when it fails.
+    Contents are streamed from the object store, never held in memory."""
     root = checkout.root
+    token = secrets.token_hex(8)
     staged: dict[str, Path] = {}
     try:
         for number, change in enumerate(sorted(changes, key=lambda c: c.path)):
             if change.deleted:
                 continue
-            tmp = root / f"{TEMP_PREFIX}{os.getpid()}-{number}"
-            tmp.unlink(missing_ok=True)
-            data = contents[change.new_oid]
+            tmp = root / f"{TEMP_PREFIX}{os.getpid()}-{token}-{number}"
             if change.new_mode == "120000":
-                os.symlink(data.decode("utf-8", "surrogateescape"), tmp)
+                target = read_blob(checkout, change.new_oid)
+                os.symlink(target.decode("utf-8", "surrogateescape"), tmp)
             else:
                 mode = 0o777 if change.new_mode == "100755" else 0o666
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+                staged[change.path] = tmp
                 try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    write_blob(checkout, change.new_oid, fd)
                 finally:
                     os.close(fd)
             staged[change.path] = tmp
@@ -363,18 +367,26 @@ def write_worktree(checkout: Checkout, changes: Sequence[Change]) -> None:
     apply_staged(checkout, changes, stage_worktree(checkout, changes))
 
 
+_STAGED_RE = re.compile(rf"^{re.escape(TEMP_PREFIX)}(\d+)-[0-9a-f]{{16}}-\d+$")
+
+
 def sweep_staged(checkout: Checkout) -> None:
-    """Remove files a killed landing staged and never renamed into place (those of a
-    process that is gone: another conductor may be landing in the same checkout)."""
+    """Remove files a killed landing staged and never renamed into place: plain files and
+    links named as ``stage_worktree`` names them, of a process that is gone (another
+    conductor may be landing in the same checkout). Nothing else is touched."""
     from conductor.locks import process_alive
 
     for name in os.listdir(checkout.root):
-        if not name.startswith(TEMP_PREFIX):
+        match = _STAGED_RE.match(name)
+        if match is None:
             continue
-        pid = name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
+        pid = int(match.group(1))
+        if pid != os.getpid() and process_alive(pid):
             continue
-        (checkout.root / name).unlink(missing_ok=True)
+        path = checkout.root / name
+        with contextlib.suppress(OSError):
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                path.unlink()
 
 
 def _make_parents(root: Path, directory: Path) -> None:
@@ -407,7 +419,8 @@ def finish_landing(checkout: Checkout, payload: dict[str, Any]) -> bool:
     brought up to date wherever the person has not changed a path since); False when ``HEAD``
     never moved (nothing was landed).
     """
-    sweep_staged(checkout)
+    with contextlib.suppress(OSError):
+        sweep_staged(checkout)
     commit = payload.get("commit")
     if not isinstance(commit, str):
         return False

@@ -174,3 +174,13 @@ def test_not_a_git_repository_is_a_user_error(tmp_path: Path) -> None:
     """Copies need git: a plain directory is refused with a clear message."""
     with pytest.raises(UserError, match="not a git repository"):
         Checkout.find(tmp_path)
+
+
+def test_changes_too_large_together_are_not_read(person: Path, tmp_path: Path) -> None:
+    """Files each under the limit but over the total are reported, largest first, unread."""
+    _, private, copy = copy_of(person, tmp_path)
+    for name, size in (("a.bin", 600), ("b.bin", 700), ("c.bin", 10)):
+        (copy.path / name).write_bytes(b"x" * size)
+    state = read_copy(private, copy, limit=1000, total=1200)
+    assert state.changes == () and set(state.too_large) >= {"a.bin", "b.bin"}
+    assert read_copy(private, copy, limit=1000, total=5000).too_large == ()

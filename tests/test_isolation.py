@@ -516,3 +516,20 @@ async def test_processes_an_attempt_leaves_running_are_ended_before_the_verdict(
     # and nothing lands.
     assert "src/late.py" in result.failed["t"]
     assert not (person / "src" / "late.py").exists()
+
+
+async def test_names_landing_uses_for_itself_are_reserved(person: Path) -> None:
+    """A path named like landing's own temporary files is never landed (it could take the
+    place of another file's staged content)."""
+    executor = ScriptedExecutor(copy=True)
+    executor.enqueue("t", Step(writes={".conductor-land-1-0123456789abcdef-0": "x", "a.py": "a"}))
+    track = make_track(
+        """
+        track: reserved
+        tasks:
+          - {id: t, type: code, max_attempts: 1}
+        """
+    )
+    result = await run(track, person, executor)
+    assert "reserved names" in result.failed["t"]
+    assert not (person / "a.py").exists()

@@ -233,11 +233,15 @@ def test_resume_sweeps_files_a_killed_landing_staged(person: Path, tmp_path: Pat
     checkout, _ = changes_from_copy(person, tmp_path, lambda root: None)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = person / f".conductor-land-{dead.pid}-0"
+    stale = person / f".conductor-land-{dead.pid}-{'ab' * 8}-0"
     stale.write_text("half")
+    lookalike = person / ".conductor-land-notes.md"  # not a name landing makes: kept
+    lookalike.write_text("mine")
+    directory = person / f".conductor-land-{dead.pid}-{'cd' * 8}-1"
+    directory.mkdir()
     assert not finish_landing(checkout, {"commit": "0" * 40, "changes": []})
     assert not stale.exists()
-    assert git(person, "status", "--porcelain") == ""
+    assert lookalike.read_text() == "mine" and directory.is_dir()
 
 
 def test_landing_commit_changes_exactly_the_attempts_paths(person: Path, tmp_path: Path) -> None:
