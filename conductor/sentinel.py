@@ -70,6 +70,31 @@ def _is_attempt(pid: int, tag: str) -> bool:
     return False
 
 
+def _openers(path: str) -> list[int]:
+    """Processes that have ``path`` open (by device and inode, however they named it)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                other = os.stat(f"/proc/{entry}/fd/{fd}")
+            except OSError:
+                continue
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                found.append(int(entry))
+                break
+    return found
+
+
 def _kill_tree(pid: int) -> None:
     try:
         proc = psutil.Process(pid)
@@ -130,17 +155,28 @@ class LockSentinel:
             self.scan()
 
     def scan(self, now: float | None = None) -> None:
-        """Look once; end attempt processes that held a lock too long."""
+        """Look once; end attempt processes that held a lock too long.
+
+        ``/proc/locks`` names the process that took a lock; a child that inherited the
+        descriptor (its taker gone, or not marked) holds it too, so every process with the
+        lock file open is looked at.
+        """
         now = time.monotonic() if now is None else now
         me = os.getpid()
-        holders = {h for h in lock_holders(self._keys()) if h[0] != me}
+        keys = self._keys()
+        holders = {h for h in lock_holders(keys) if h[0] != me}
         self._since = {h: self._since.get(h, now) for h in holders}
         for (pid, path), since in list(self._since.items()):
-            if now - since < self.hold_limit or not _is_attempt(pid, self.tag):
+            if now - since < self.hold_limit:
                 continue
-            _kill_tree(pid)
-            self.killed.append((pid, path))
-            del self._since[(pid, path)]
-            if self.on_kill is not None:
-                with contextlib.suppress(Exception):
-                    self.on_kill(pid, path)
+            culprits = [pid] if _is_attempt(pid, self.tag) else []
+            if not culprits:
+                culprits = [p for p in _openers(path) if p != me and _is_attempt(p, self.tag)]
+            for culprit in culprits:
+                _kill_tree(culprit)
+                self.killed.append((culprit, path))
+                if self.on_kill is not None:
+                    with contextlib.suppress(Exception):
+                        self.on_kill(culprit, path)
+            if culprits:
+                del self._since[(pid, path)]

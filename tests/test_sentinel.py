@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -91,3 +92,41 @@ def test_a_child_that_dropped_the_tag_is_still_an_attempt(tmp_path: Path) -> Non
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_lock_passed_to_a_child_is_found_through_the_child(tmp_path: Path) -> None:
+    """A marked process that takes the lock, hands the descriptor to a child and exits is
+    not the end of it: the child holding the lock is found by its open file and killed."""
+    lock = tmp_path / ".lock"
+    lock.write_text("")
+    handoff = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "if os.fork() == 0:\n"
+        "    time.sleep(600)\n"
+        "    os._exit(0)\n"
+        "print('handed', flush=True)\n"
+    )
+    taker = subprocess.Popen(
+        [sys.executable, "-c", handoff, str(lock)], env={**os.environ, TAG_ENV: "run-tag"},
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert taker.stdout is not None and taker.stdout.readline().strip() == "handed"
+    taker.wait()
+    sentinel = LockSentinel([lock], "run-tag", hold_limit=0.0)
+    try:
+        sentinel.scan(now=1.0)
+        assert len(sentinel.killed) == 1 and sentinel.killed[0][0] != taker.pid
+        child = sentinel.killed[0][0]
+        deadline = time.monotonic() + 30
+        while psutil.pid_exists(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(child).status() == psutil.STATUS_ZOMBIE:
+                    break
+        assert lock_holders(sentinel._keys()) == []
+    finally:
+        for pid, _ in sentinel.killed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
