@@ -210,7 +210,8 @@ def take_snapshot(
             rel = exclude.resolve().relative_to(checkout.root).as_posix()
         except ValueError:
             rel = ""
-        if rel and rel != ".":
+        ignored = rel and checkout.git("check-ignore", "-q", "--", rel, check=False).returncode == 0
+        if rel and rel != "." and not ignored:  # git add refuses to name an ignored path
             pathspec.append(f":(exclude,literal){rel}")
             magic["GIT_LITERAL_PATHSPECS"] = "0"
     index = scratch / f".snapshot.{label}.{os.getpid()}.index"

@@ -533,3 +533,23 @@ async def test_names_landing_uses_for_itself_are_reserved(person: Path) -> None:
     result = await run(track, person, executor)
     assert "reserved names" in result.failed["t"]
     assert not (person / "a.py").exists()
+
+
+@pytest.mark.parametrize("state_dir", [None, "runstate"])
+async def test_state_directory_inside_the_checkout(person: Path, state_dir: str | None) -> None:
+    """With the state directory in the checkout, ignored (the default `.conductor/`) or not
+    (a custom one), snapshots leave it out and the attempt lands."""
+    executor = ScriptedExecutor(copy=True)
+    executor.enqueue("t", Step(writes={"src/b.py": "b\n"}))
+    track = make_track(
+        """
+        track: inside
+        tasks:
+          - {id: t, type: code, files: [src/b.py]}
+        """
+    )
+    state_root = None if state_dir is None else person / state_dir
+    result = await run(track, person, executor, state_root=state_root)
+    assert result.status == "complete", result.failed
+    tree = git(person, "ls-tree", "-r", "--name-only", "HEAD").split()
+    assert "src/b.py" in tree and not any(p.startswith((".conductor", "runstate")) for p in tree)
