@@ -195,6 +195,23 @@ class Snapshot:
         return self.commit == self.head
 
 
+def ignored_by(checkout: Checkout, paths: Sequence[str]) -> list[str]:
+    """Which of ``paths`` the checkout's ignore rules ignore (``git check-ignore``, which
+    knows no literal pathspecs: each path goes as ``./path`` so none reads as magic)."""
+    if not paths:
+        return []
+    proc = checkout.git(
+        "check-ignore", "--no-index", "-z", "--stdin",
+        stdin=b"".join(b"./" + p.encode("utf-8", "surrogateescape") + b"\0" for p in paths),
+        env={"GIT_LITERAL_PATHSPECS": "0"},
+        check=False,
+    )
+    if proc.returncode not in (0, 1):
+        raise GitError(f"git check-ignore failed: {proc.stderr.decode(errors='replace')[-300:]}")
+    out = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+    return [p.removeprefix("./") for p in out if p]
+
+
 def take_snapshot(
     checkout: Checkout, scratch: Path, label: str, *, exclude: Path | None = None
 ) -> Snapshot:
@@ -210,7 +227,7 @@ def take_snapshot(
             rel = exclude.resolve().relative_to(checkout.root).as_posix()
         except ValueError:
             rel = ""
-        ignored = rel and checkout.git("check-ignore", "-q", "--", rel, check=False).returncode == 0
+        ignored = bool(rel) and rel in ignored_by(checkout, [rel])
         if rel and rel != "." and not ignored:  # git add refuses to name an ignored path
             pathspec.append(f":(exclude,literal){rel}")
             magic["GIT_LITERAL_PATHSPECS"] = "0"

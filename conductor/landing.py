@@ -46,6 +46,7 @@ from conductor.copies import (
     Change,
     Checkout,
     GitError,
+    ignored_by,
     parse_raw_diff,
     read_blob,
     write_blob,
@@ -147,18 +148,6 @@ def _dirty(checkout: Checkout, paths: Sequence[str]) -> list[str]:
     return dirty
 
 
-def _ignored(checkout: Checkout, paths: Sequence[str]) -> list[str]:
-    """Which of ``paths`` the checkout's ignore rules ignore."""
-    if not paths:
-        return []
-    proc = checkout.git(
-        "check-ignore", "--no-index", "-z", "--stdin",
-        stdin="\0".join(paths).encode("utf-8", "surrogateescape") + b"\0",
-        check=False,
-    )
-    return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
-
-
 _IN_PROGRESS = {
     "MERGE_HEAD": "a merge",
     "CHERRY_PICK_HEAD": "a cherry-pick",
@@ -178,7 +167,7 @@ def conflicts(checkout: Checkout, head: str | None, changes: Sequence[Change]) -
     paths = [c.path for c in changes]
     problems = [f"{p}: has uncommitted changes in your checkout" for p in _dirty(checkout, paths)]
     added = [c.path for c in changes if c.old_mode == "000000"]
-    problems += [f"{p}: is ignored in your checkout" for p in _ignored(checkout, added)]
+    problems += [f"{p}: is ignored in your checkout" for p in ignored_by(checkout, added)]
     current = _tree_entries(checkout, head, paths)
     for change in changes:
         before = None if change.old_mode == "000000" else f"{change.old_mode} {change.old_oid}"

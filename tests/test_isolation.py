@@ -548,6 +548,9 @@ async def test_state_directory_inside_the_checkout(person: Path, state_dir: str 
           - {id: t, type: code, files: [src/b.py]}
         """
     )
+    (person / ".gitignore").write_text(".conductor/\n")  # as many projects' do
+    git(person, "add", ".gitignore")
+    git(person, "commit", "-qm", "ignore run state")
     state_root = None if state_dir is None else person / state_dir
     result = await run(track, person, executor, state_root=state_root)
     assert result.status == "complete", result.failed

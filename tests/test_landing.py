@@ -253,3 +253,23 @@ def test_landing_commit_changes_exactly_the_attempts_paths(person: Path, tmp_pat
     checkout, changes = changes_from_copy(person, tmp_path, edit)
     landed = land(checkout, changes, message="m\n", lock=tmp_path / "land.lock")
     assert git(person, "show", "--name-only", "--format=", landed.commit).split() == ["src/b.py"]
+
+
+def test_a_path_the_checkout_ignores_is_never_landed(person: Path, tmp_path: Path) -> None:
+    """A copy whose ignore rules differ (it dropped a rule) cannot write a file into a place
+    the checkout ignores."""
+    (person / ".gitignore").write_text("secrets/\n")
+    git(person, "add", ".gitignore")
+    git(person, "commit", "-qm", "ignore secrets")
+
+    def edit(root: Path) -> None:
+        (root / ".gitignore").write_text("")
+        (root / "secrets").mkdir()
+        (root / "secrets" / "key").write_text("planted\n")
+
+    checkout, changes = changes_from_copy(person, tmp_path, edit)
+    added = [c for c in changes if c.path == "secrets/key"]
+    assert added, "the copy sees the file once its rule is gone"
+    with pytest.raises(LandConflict, match="secrets/key: is ignored"):
+        land(checkout, added, message="m\n", lock=tmp_path / "land.lock")
+    assert not (person / "secrets").exists()
