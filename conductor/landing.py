@@ -29,6 +29,7 @@ conductor killed after the move and before the files are written is finished by
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import secrets
@@ -440,26 +441,12 @@ def finish_landing(checkout: Checkout, payload: dict[str, Any]) -> bool:
 
 def change_to_dict(change: Change) -> dict[str, str]:
     """A ``Change`` for a bus payload."""
-    return {
-        "path": change.path,
-        "status": change.status,
-        "old_mode": change.old_mode,
-        "new_mode": change.new_mode,
-        "old_oid": change.old_oid,
-        "new_oid": change.new_oid,
-    }
+    return dataclasses.asdict(change)
 
 
 def change_from_dict(data: dict[str, Any]) -> Change:
     """A ``Change`` back from a bus payload."""
-    return Change(
-        path=str(data["path"]),
-        status=str(data["status"]),
-        old_mode=str(data["old_mode"]),
-        new_mode=str(data["new_mode"]),
-        old_oid=str(data["old_oid"]),
-        new_oid=str(data["new_oid"]),
-    )
+    return Change(**{f.name: str(data[f.name]) for f in dataclasses.fields(Change)})
 
 
 def commit_changes(checkout: Checkout, commit: str) -> list[Change]:
