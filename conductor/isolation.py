@@ -35,6 +35,7 @@ from conductor.copies import (
     Checkout,
     Copy,
     CopyState,
+    GitError,
     PrivateGit,
     ignored_paths,
     make_copy,
@@ -205,7 +206,7 @@ class Isolation:
         ws: Workspace,
         state: CopyState,
         message: str,
-        before_move: Callable[[str, str | None], None] | None = None,
+        before_move: Callable[[str, str | None, str | None], None] | None = None,
     ) -> Landed:
         """Land the copy's changes as one commit; ``LandConflict`` when the checkout is in
         the way (the work is then kept on the attempt's ref, named in the error)."""
@@ -218,12 +219,21 @@ class Isolation:
                 scratch=self.dir,
                 before_move=before_move,
             )
-        except LandConflict as exc:
+        except (LandConflict, GitError, OSError) as exc:
+            # Nothing was applied (a failure after HEAD moved is a Landed.incomplete): keep
+            # the work where the person can take it.
+            conflict = (
+                exc
+                if isinstance(exc, LandConflict)
+                else LandConflict(f"cannot land: {exc}", paths=state.paths)
+            )
             ref = self._ref(ATTEMPT_REFS, ws.worker)
             sha = keep_commit(self.checkout, ref, state.tree, ws.copy.snapshot.commit, message)
-            exc.message = f"{exc.message}. The attempt's work is kept as commit {sha[:12]} ({ref})"
-            exc.args = (exc.message,)
-            raise
+            conflict.message = (
+                f"{conflict.message}. The attempt's work is kept as commit {sha[:12]} ({ref})"
+            )
+            conflict.args = (conflict.message,)
+            raise conflict from (None if conflict is exc else exc)
 
     def close(self, ws: Workspace, *, keep: bool) -> None:
         """End an attempt's copy: remove it, or keep it (without its temp dir) to inspect."""

@@ -33,7 +33,9 @@ import dataclasses
 import os
 import re
 import secrets
+import shlex
 import stat
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -149,6 +151,9 @@ def _dirty(checkout: Checkout, paths: Sequence[str]) -> list[str]:
     return dirty
 
 
+CHANGED_IN_HEAD = "HEAD has another version of it now"
+"""The conflict a new attempt (built on the new HEAD) may get past."""
+
 _IN_PROGRESS = {
     "MERGE_HEAD": "a merge",
     "CHERRY_PICK_HEAD": "a cherry-pick",
@@ -160,6 +165,12 @@ _IN_PROGRESS = {
 """Files in the git directory that say an operation is half done."""
 
 
+def _under_any(path: str, prefixes: set[str]) -> bool:
+    """Whether one of ``path``'s parent directories is in ``prefixes``."""
+    parts = PurePosixPath(path).parts
+    return any("/".join(parts[:k]) in prefixes for k in range(1, len(parts)))
+
+
 def conflicts(checkout: Checkout, head: str | None, changes: Sequence[Change]) -> list[str]:
     """Why each path cannot be landed on now, as ``path: reason`` lines (empty: it can)."""
     for name, what in _IN_PROGRESS.items():
@@ -167,14 +178,19 @@ def conflicts(checkout: Checkout, head: str | None, changes: Sequence[Change]) -
             return [f"HEAD: your checkout is in the middle of {what}; finish or abort it first"]
     paths = [c.path for c in changes]
     problems = [f"{p}: has uncommitted changes in your checkout" for p in _dirty(checkout, paths)]
-    added = [c.path for c in changes if c.old_mode == "000000"]
+    replaced = {c.path for c in changes if c.deleted or c.status == "T"}
+    added = [
+        c.path
+        for c in changes
+        if c.old_mode == "000000" and not _under_any(c.path, replaced)
+    ]
     problems += [f"{p}: is ignored in your checkout" for p in ignored_by(checkout, added)]
     current = _tree_entries(checkout, head, paths)
     for change in changes:
         before = None if change.old_mode == "000000" else f"{change.old_mode} {change.old_oid}"
         now = current.get(change.path)
         if now != before:
-            problems.append(f"{change.path}: changed in HEAD since the attempt started")
+            problems.append(f"{change.path}: {CHANGED_IN_HEAD}")
     deleted = {c.path for c in changes if c.deleted}
     for change in changes:
         if change.deleted:
@@ -183,7 +199,7 @@ def conflicts(checkout: Checkout, head: str | None, changes: Sequence[Change]) -
         for k in range(1, len(parts)):
             prefix = "/".join(parts[:k])
             parent = checkout.root / prefix
-            if os.path.islink(parent):
+            if os.path.islink(parent) and prefix not in deleted:
                 problems.append(f"{change.path}: {prefix} is a symbolic link")
                 break
             if os.path.lexists(parent) and not parent.is_dir() and prefix not in deleted:
@@ -204,12 +220,13 @@ def land(
     message: str,
     lock: Path,
     scratch: Path | None = None,
-    before_move: Callable[[str, str | None], None] | None = None,
+    before_move: Callable[[str, str | None, str | None], None] | None = None,
 ) -> Landed:
     """Apply ``changes`` to the checkout as one commit on ``HEAD`` (see the module docstring).
 
-    ``before_move(commit, parent)`` runs after the commit exists and before anything in the
-    checkout changes (the caller records it). ``scratch`` is a private directory for a
+    ``before_move(commit, parent, branch)`` runs after the commit exists and before anything
+    in the checkout changes (the caller records it; ``branch`` is the ref ``HEAD`` names, or
+    None when it is detached). ``scratch`` is a private directory for a
     temporary index (default: beside ``lock``). Raises ``LandConflict`` when a rule fails;
     nothing is applied then.
 
@@ -234,7 +251,7 @@ def land(
             "commit-tree", tree, *parents, "-m", message, env=_identity(checkout)
         ).stdout.decode().strip()
         if before_move is not None:
-            before_move(commit, head)
+            before_move(commit, head, current_branch(checkout))
         staged = stage_worktree(checkout, changes)
         try:
             subject = message.splitlines()[0]
@@ -290,10 +307,39 @@ def _tree_with(
     return tree
 
 
-def reset_index(checkout: Checkout, paths: Sequence[str]) -> None:
-    """Make the index entries of ``paths`` those of ``HEAD``."""
-    if paths:
-        checkout.git("reset", "-q", "HEAD", "--", *paths, check=False)
+INDEX_WAIT = 10.0
+"""Seconds to wait for another git (an editor's, the person's) to let go of the index."""
+
+
+def current_branch(checkout: Checkout) -> str | None:
+    """The ref ``HEAD`` names (``refs/heads/main``), or None when it is detached."""
+    proc = checkout.git("symbolic-ref", "-q", "HEAD", check=False)
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
+def _contains(checkout: Checkout, rev: str, commit: str) -> bool:
+    return (
+        checkout.git("merge-base", "--is-ancestor", commit, rev, check=False).returncode == 0
+    )
+
+
+def reset_index(checkout: Checkout, paths: Sequence[str], *, wait: float | None = None) -> None:
+    """Make the index entries of ``paths`` those of ``HEAD``; ``GitError`` (naming the command
+    that finishes the job) when the index stays locked for ``wait`` seconds."""
+    if not paths:
+        return
+    deadline = time.monotonic() + (INDEX_WAIT if wait is None else wait)
+    while True:
+        proc = checkout.git("reset", "-q", "HEAD", "--", *paths, check=False)
+        if proc.returncode == 0:
+            return
+        if time.monotonic() >= deadline:
+            shown = " ".join(shlex.quote(p) for p in paths[:20])
+            raise GitError(
+                f"could not update your index ({proc.stderr.decode(errors='replace').strip()}); "
+                f"run `git reset -q -- {shown}` to match it to HEAD"
+            )
+        time.sleep(0.1)
 
 
 def stage_worktree(checkout: Checkout, changes: Sequence[Change]) -> dict[str, Path]:
@@ -406,16 +452,20 @@ def finish_landing(checkout: Checkout, payload: dict[str, Any]) -> bool:
     """Complete a landing a killed conductor began (its LANDING ``payload``).
 
     True when its commit is in ``HEAD``'s history (the landing happened; the working tree is
-    brought up to date wherever the person has not changed a path since); False when ``HEAD``
-    never moved (nothing was landed).
+    brought up to date wherever the person has not changed a path since) or in the branch it
+    moved (``payload["branch"]``, when the person has switched branches since); False when
+    neither holds it (nothing was landed).
     """
     with contextlib.suppress(OSError):
         sweep_staged(checkout)
     commit = payload.get("commit")
     if not isinstance(commit, str):
         return False
-    if checkout.git("merge-base", "--is-ancestor", commit, "HEAD", check=False).returncode != 0:
-        return False
+    branch = payload.get("branch")
+    if not _contains(checkout, "HEAD", commit):
+        # The person may have switched branches since: the landing still happened if the
+        # branch it moved holds it (the working tree now belongs to the other branch).
+        return isinstance(branch, str) and _contains(checkout, branch, commit)
     changes = [change_from_dict(c) for c in payload.get("changes", [])]
     if not changes:
         return True

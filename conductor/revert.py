@@ -7,20 +7,30 @@ be clean in the checkout and unchanged in ``HEAD`` since that commit, or nothing
 track shows it pending again and the next ``conductor run`` would redo it; post ``SKIP`` for
 it to leave it undone. Tasks that depend on it are left as they are. The track must not be
 running: revert takes its run lock.
+
+Crash safety: REVERTING (the revert commit and the paths) goes on the bus before ``HEAD``
+moves. A revert killed before its TASK_RESET is finished by ``finish_revert``, which the
+next ``conductor run`` and ``conductor revert`` of the track call: if the revert commit is
+in ``HEAD`` (or the branch it moved) the working tree and index are brought up to date and
+the TASK_RESET is written; otherwise nothing had happened.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from conductor.bus import Bus
 from conductor.copies import Checkout
 from conductor.errors import UserError
 from conductor.landing import (
+    CHANGED_IN_HEAD,
     LandConflict,
     Landed,
+    change_to_dict,
     commit_changes,
     commit_message,
+    finish_landing,
     inverse,
     land,
 )
@@ -28,6 +38,23 @@ from conductor.locks import RunLock
 from conductor.messages import MessageType
 from conductor.paths import StateDir
 from conductor.state import TaskStatus, replay
+
+
+def finish_revert(checkout: Checkout, bus: Bus, task_id: str, payload: dict[str, Any]) -> bool:
+    """Finish a revert a killed ``conductor revert`` began (its REVERTING ``payload``);
+    True if it had moved ``HEAD`` (TASK_RESET is now written)."""
+    if not finish_landing(checkout, payload):
+        return False
+    bus.post(
+        MessageType.TASK_RESET,
+        task=task_id,
+        payload={
+            "reason": "reverted by a person (the revert was finished after an interruption)",
+            "reverted": payload.get("reverts"),
+            "revert_commit": payload.get("commit"),
+        },
+    )
+    return True
 
 
 def revert_task(
@@ -38,7 +65,11 @@ def revert_task(
     if not sd.bus.is_dir():
         raise UserError(f"track {track_id!r} has no run state under {sd.root}")
     with RunLock(sd, track_id), Bus.for_state(sd, track_id) as bus:
+        checkout = Checkout.find(repo.resolve())
         state = replay(bus.read(), track_id)
+        for tid, ts in state.tasks.items():
+            if ts.reverting is not None and finish_revert(checkout, bus, tid, ts.reverting):
+                state = replay(bus.read(), track_id)
         if task_id not in state.tasks:
             raise UserError(
                 f"task {task_id!r} has no landed commit to revert: the bus of track "
@@ -48,24 +79,47 @@ def revert_task(
         if ts.status is not TaskStatus.COMPLETE or not ts.commit:
             why = "it landed no change" if ts.status is TaskStatus.COMPLETE else ts.status.value
             raise UserError(f"task {task_id!r} has no landed commit to revert ({why})")
-        checkout = Checkout.find(repo.resolve())
         sha = ts.commit
+        ancestor = checkout.git("merge-base", "--is-ancestor", sha, "HEAD", check=False)
+        if ancestor.returncode != 0:
+            raise UserError(
+                f"task {task_id!r} landed as commit {sha[:12]}, which is not in HEAD's history "
+                "(rebased, amended, or another branch checked out); nothing was reverted"
+            )
         subject = checkout.git("log", "-1", "--format=%s", sha).stdout.decode().strip()
         message = commit_message(
             f'Revert "{subject}"',
             f"This reverts commit {sha}.",
             {"Conductor-Track": track_id, "Conductor-Task": task_id, "Conductor-Reverts": sha},
         )
+        changes = inverse(commit_changes(checkout, sha))
+
+        def record(commit: str, parent: str | None, branch: str | None) -> None:
+            bus.post(
+                MessageType.REVERTING,
+                task=task_id,
+                payload={
+                    "commit": commit,
+                    "parent": parent,
+                    "branch": branch,
+                    "reverts": sha,
+                    "changes": [change_to_dict(c) for c in changes],
+                },
+            )
+
         try:
             landed = land(
                 checkout,
-                inverse(commit_changes(checkout, sha)),
+                changes,
                 message=message,
                 lock=sd.root.parent / ".land.lock",
                 scratch=sd.root,
+                before_move=record,
             )
         except LandConflict as exc:
-            exc.message = exc.message.replace("cannot land", "cannot revert", 1)
+            exc.message = exc.message.replace("cannot land", "cannot revert", 1).replace(
+                CHANGED_IN_HEAD, "changed since the task's commit"
+            )
             exc.args = (exc.message,)
             raise
         bus.post(
@@ -75,6 +129,7 @@ def revert_task(
                 "reason": f"reverted by a person: {landed.commit[:12]} undoes {sha[:12]}",
                 "reverted": sha,
                 "revert_commit": landed.commit,
+                **({"warning": landed.incomplete} if landed.incomplete else {}),
             },
         )
         return landed

@@ -61,7 +61,13 @@ from conductor.executors.base import (
     needs_of,
 )
 from conductor.isolation import Isolation, Judgement, Workspace, printable
-from conductor.landing import LandConflict, change_to_dict, commit_message, finish_landing
+from conductor.landing import (
+    CHANGED_IN_HEAD,
+    LandConflict,
+    change_to_dict,
+    commit_message,
+    finish_landing,
+)
 from conductor.locks import PathLocks, RunLock
 from conductor.logs import ensure_logging
 from conductor.messages import Message, MessageType
@@ -543,6 +549,9 @@ class Scheduler:
         for leftover in leftover_workers(self.sd.workers):
             remove_worker_dir(leftover)
         self.locks.break_dead()
+        for tid, ts in list(self.state.tasks.items()):
+            if ts.reverting is not None:
+                self._finish_revert(tid, ts.reverting)
         for wid in self.isolation.leftovers():
             self.isolation.discard(wid)
             task, _, attempt = wid.rpartition(".")
@@ -575,6 +584,16 @@ class Scheduler:
             payload={**payload, "recovered": "the landing was finished on resume"},
         )
         return True
+
+    def _finish_revert(self, tid: str, payload: dict[str, Any]) -> None:
+        """Finish a ``conductor revert`` that was cut off (``conductor.revert``)."""
+        from conductor.revert import finish_revert
+
+        try:
+            finish_revert(self.isolation.checkout, self.bus, tid, payload)
+        except (ConductorError, OSError) as exc:
+            log.warning("cannot finish an interrupted revert", task_id=tid, error=str(exc))
+        self.sync()
 
     def _reap_session(self, tid: str, started: dict[str, Any] | None) -> bool:
         """End what an attempt recorded in WORKER_STARTED, if it still runs."""
@@ -907,7 +926,7 @@ class Scheduler:
             },
         )
 
-        def before_move(commit: str, parent: str | None) -> None:
+        def before_move(commit: str, parent: str | None, branch: str | None) -> None:
             self.post(
                 MessageType.LANDING,
                 task=task.id,
@@ -916,6 +935,7 @@ class Scheduler:
                 payload={
                     "commit": commit,
                     "parent": parent,
+                    "branch": branch,
                     "snapshot": ws.copy.snapshot.commit,
                     "changes": [change_to_dict(c) for c in state.changes],
                     "hash": self.hashes[task.id],
@@ -929,7 +949,7 @@ class Scheduler:
         try:
             landed = self.isolation.land(ws, state, message, before_move)
         except LandConflict as exc:
-            retry = all("changed in HEAD" in line for line in exc.message.split("; "))
+            retry = all(CHANGED_IN_HEAD in line for line in exc.message.split("; "))
             return replace(
                 outcome,
                 ok=False,

@@ -20,6 +20,8 @@ Rules (the resume semantics live here):
 - LANDING: the running attempt's accepted work is being committed; a conductor that dies
   before TASK_COMPLETE leaves it for resume to finish (``conductor.landing``).
 - COPY_REMOVED with ``kept``: a failed attempt's copy stays for inspection.
+- REVERTING: ``conductor revert`` is about to move ``HEAD``; its TASK_RESET follows. One cut
+  off in between is finished by the next ``run`` or ``revert`` (``conductor.revert``).
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class TaskState:
     """The commit that landed the completing attempt's work (None: nothing to land)."""
     kept_copy: str | None = None
     """A failed attempt's copy kept for inspection (until the next run)."""
+    reverting: dict[str, Any] | None = None
+    """A REVERTING payload whose TASK_RESET never came (``conductor revert`` was cut off)."""
     denials: int = 0
     """TOOL_DENIED messages of the task's attempts."""
 
@@ -180,6 +184,7 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
         ts.worker = msg.worker
         ts.started = None
         ts.landing = None
+        ts.reverting = None
         if ts.status is not TaskStatus.SKIPPED:
             ts.status = TaskStatus.RUNNING
     elif mtype == MessageType.WORKER_STARTED:
@@ -188,6 +193,8 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
     elif mtype == MessageType.LANDING:
         if msg.attempt is not None and msg.attempt == ts.in_flight:
             ts.landing = dict(payload)
+    elif mtype == MessageType.REVERTING:
+        ts.reverting = dict(payload)
     elif mtype == MessageType.TOOL_DENIED:
         ts.denials += 1
     elif mtype == MessageType.COPY_REMOVED:
@@ -208,6 +215,7 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
         ts.feedback = None
         ts.started = None
         ts.landing = None
+        ts.reverting = None
         commit = payload.get("commit")
         ts.commit = commit if isinstance(commit, str) else None
     elif mtype == MessageType.TASK_FAILED:
@@ -234,6 +242,7 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
         ts.failures = 0
         ts.hash = None
         ts.commit = None
+        ts.reverting = None
         ts.last_error = None
         ts.feedback = None
     elif mtype == MessageType.SKIP and ts.status is not TaskStatus.COMPLETE:
@@ -261,7 +270,7 @@ def replay(
 # --- the status cache ---------------------------------------------------------------------
 
 CACHE_NAME = "state.json"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def save_cache(cache_dir: Path, state: TrackState) -> None:

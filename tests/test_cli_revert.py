@@ -104,3 +104,55 @@ def test_revert_of_a_task_without_commit_is_a_user_error(repo: Path, ran: Path) 
     result = CliRunner().invoke(main, ["revert", str(ran), "broken", "--repo", str(repo)])
     assert result.exit_code == 2
     assert "no landed commit" in result.output
+
+
+def test_revert_of_a_commit_no_longer_in_head_is_refused(repo: Path, ran: Path) -> None:
+    """A task whose commit the person rebased or amended away is not reverted: exit 2."""
+    git(repo, "commit", "-q", "--amend", "-m", "amended")
+    result = CliRunner().invoke(main, ["revert", str(ran), "add", "--repo", str(repo)])
+    assert result.exit_code == 2
+    assert "not in HEAD's history" in result.output
+
+
+def test_a_revert_cut_off_after_head_moved_is_finished_by_the_next_run(
+    repo: Path, ran: Path
+) -> None:
+    """A revert killed after moving HEAD (its REVERTING on the bus, no TASK_RESET, files and
+    index stale) is finished by the next `conductor run`: files, index and bus agree."""
+    from conductor.bus import Bus
+    from conductor.copies import Checkout
+    from conductor.landing import change_to_dict, commit_changes, inverse, land
+    from conductor.messages import MessageType
+    from conductor.paths import StateDir
+
+    state_root = Path(os.environ["CONDUCTOR_STATE_DIR"])
+    sd = StateDir.for_track(repo, "rev", state_root)
+    checkout = Checkout.find(repo)
+    sha = git(repo, "rev-parse", "HEAD").strip()
+    changes = inverse(commit_changes(checkout, sha))
+    with Bus.for_state(sd, "rev") as bus:
+
+        def record(commit: str, parent: str | None, branch: str | None) -> None:
+            bus.post(
+                MessageType.REVERTING,
+                task="add",
+                payload={"commit": commit, "parent": parent, "branch": branch, "reverts": sha,
+                         "changes": [change_to_dict(c) for c in changes]},
+            )
+
+        land(checkout, changes, message="Revert\n", lock=state_root / ".land.lock",
+             before_move=record)
+    # As if killed right after HEAD moved: the file back, the index stale.
+    (repo / "src").mkdir(exist_ok=True)
+    (repo / "src" / "a.py").write_text("a = 1\n")
+    git(repo, "update-index", "--add", "src/a.py")
+    executor = ScriptedExecutor(copy=True)
+    executor.enqueue("add", Step(writes={"src/a.py": "a = 1\n"}))
+    options = RunOptions(repo=repo, state_root=state_root, executors=lambda task: executor,
+                         handle_signals=False)
+    anyio.run(run_track, parse_track(TRACK), options)
+    with Bus.for_state(sd, "rev") as bus:
+        resets = [m for m in bus.read() if m.type == "TASK_RESET" and m.task == "add"]
+    assert resets and resets[0].payload["reverted"] == sha
+    assert git(repo, "log", "--format=%s").splitlines()[:3] == ["rev/add", "Revert", "rev/add"]
+    assert git(repo, "status", "--porcelain") == ""

@@ -108,7 +108,7 @@ def test_head_changed_since_snapshot_is_a_conflict(person: Path, tmp_path: Path)
     checkout, changes = changes_from_copy(person, tmp_path, edit)
     (person / "src" / "a.py").write_text("a = 9\n")
     git(person, "commit", "-qam", "mine")
-    with pytest.raises(LandConflict, match="changed in HEAD"):
+    with pytest.raises(LandConflict, match="HEAD has another version"):
         land(checkout, changes, message="m\n", lock=tmp_path / "land.lock")
 
 
@@ -167,8 +167,8 @@ def test_finish_landing_after_head_moved(person: Path, tmp_path: Path) -> None:
     checkout, changes = changes_from_copy(person, tmp_path, edit)
     recorded: dict[str, str | None] = {}
 
-    def crash(commit: str, parent: str | None) -> None:
-        recorded.update(commit=commit, parent=parent)
+    def crash(commit: str, parent: str | None, branch: str | None) -> None:
+        recorded.update(commit=commit, parent=parent, branch=branch)
 
     landed = land(checkout, changes, message="m\n", lock=tmp_path / "land.lock",
                   before_move=crash)
@@ -273,3 +273,71 @@ def test_a_path_the_checkout_ignores_is_never_landed(person: Path, tmp_path: Pat
     with pytest.raises(LandConflict, match="secrets/key: is ignored"):
         land(checkout, added, message="m\n", lock=tmp_path / "land.lock")
     assert not (person / "secrets").exists()
+
+
+def test_finish_landing_after_the_person_switched_branch(person: Path, tmp_path: Path) -> None:
+    """A landing cut off after HEAD moved counts as landed when the branch it moved holds
+    its commit, though the person has switched to another branch since (no second landing);
+    the other branch's working tree is left alone."""
+
+    def edit(root: Path) -> None:
+        (root / "src" / "b.py").write_text("b\n")
+
+    checkout, changes = changes_from_copy(person, tmp_path, edit)
+    recorded: dict[str, str | None] = {}
+
+    def note(commit: str, parent: str | None, branch: str | None) -> None:
+        recorded.update(commit=commit, branch=branch)
+
+    land(checkout, changes, message="m\n", lock=tmp_path / "land.lock", before_move=note)
+    assert recorded["branch"] == git(person, "symbolic-ref", "HEAD").strip()
+    git(person, "switch", "-q", "-c", "other", "HEAD~1")
+    payload = {"commit": recorded["commit"], "branch": recorded["branch"],
+               "changes": [change_to_dict(c) for c in changes]}
+    assert finish_landing(checkout, payload)
+    assert not (person / "src" / "b.py").exists()
+    assert not finish_landing(checkout, {**payload, "branch": "refs/heads/other"})
+
+
+def test_index_held_by_another_git_is_waited_for_then_reported(
+    person: Path, tmp_path: Path
+) -> None:
+    """A landing whose index update finds .git/index.lock held waits for it; if it stays,
+    the landing is reported incomplete with the command that finishes it."""
+
+    def edit(root: Path) -> None:
+        (root / "src" / "a.py").write_text("a = 2\n")
+
+    checkout, changes = changes_from_copy(person, tmp_path, edit)
+    lock = person / ".git" / "index.lock"
+    lock.write_text("")
+    import conductor.landing as landing_module
+
+    old = landing_module.INDEX_WAIT
+    landing_module.INDEX_WAIT = 0.3
+    try:
+        landed = land(checkout, changes, message="m\n", lock=tmp_path / "land.lock")
+    finally:
+        landing_module.INDEX_WAIT = old
+        lock.unlink()
+    assert landed.incomplete is not None and "git reset -q -- src/a.py" in landed.incomplete
+    assert (person / "src" / "a.py").read_text() == "a = 2\n"
+
+
+def test_a_symlink_replaced_by_a_directory_lands(person: Path, tmp_path: Path) -> None:
+    """A tracked symlink the attempt replaced with a directory of files lands (the ignore
+    check does not look through the link that is going away)."""
+    (person / "ext").symlink_to("src")
+    git(person, "add", "ext")
+    git(person, "commit", "-qm", "link")
+
+    def edit(root: Path) -> None:
+        (root / "ext").unlink()
+        (root / "ext").mkdir()
+        (root / "ext" / "y.txt").write_text("inside\n")
+
+    checkout, changes = changes_from_copy(person, tmp_path, edit)
+    land(checkout, changes, message="m\n", lock=tmp_path / "land.lock")
+    assert (person / "ext").is_dir() and not (person / "ext").is_symlink()
+    assert (person / "ext" / "y.txt").read_text() == "inside\n"
+    assert git(person, "status", "--porcelain") == ""
