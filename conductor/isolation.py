@@ -129,8 +129,7 @@ class Isolation:
         path = self.dir / worker
         index = self.dir / f"{worker}.index"
         tmp = self.dir / f"{worker}.tmp"
-        remove_copy(path, index)
-        remove_copy(tmp)
+        self.discard(worker)  # a leftover of the same worker
         with FileLock(str(self._land_lock)):  # never half of another attempt's landing
             snapshot = take_snapshot(
                 self.checkout, self.dir, worker, exclude=self.sd.root.parent

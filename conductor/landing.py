@@ -317,7 +317,8 @@ def current_branch(checkout: Checkout) -> str | None:
     return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
 
-def _contains(checkout: Checkout, rev: str, commit: str) -> bool:
+def contains(checkout: Checkout, rev: str, commit: str) -> bool:
+    """Whether ``commit`` is in the history of ``rev``."""
     return (
         checkout.git("merge-base", "--is-ancestor", commit, rev, check=False).returncode == 0
     )
@@ -462,10 +463,10 @@ def finish_landing(checkout: Checkout, payload: dict[str, Any]) -> bool:
     if not isinstance(commit, str):
         return False
     branch = payload.get("branch")
-    if not _contains(checkout, "HEAD", commit):
+    if not contains(checkout, "HEAD", commit):
         # The person may have switched branches since: the landing still happened if the
         # branch it moved holds it (the working tree now belongs to the other branch).
-        return isinstance(branch, str) and _contains(checkout, branch, commit)
+        return isinstance(branch, str) and contains(checkout, branch, commit)
     changes = [change_from_dict(c) for c in payload.get("changes", [])]
     if not changes:
         return True

@@ -30,6 +30,7 @@ from conductor.landing import (
     change_to_dict,
     commit_changes,
     commit_message,
+    contains,
     finish_landing,
     inverse,
     land,
@@ -80,8 +81,7 @@ def revert_task(
             why = "it landed no change" if ts.status is TaskStatus.COMPLETE else ts.status.value
             raise UserError(f"task {task_id!r} has no landed commit to revert ({why})")
         sha = ts.commit
-        ancestor = checkout.git("merge-base", "--is-ancestor", sha, "HEAD", check=False)
-        if ancestor.returncode != 0:
+        if not contains(checkout, "HEAD", sha):
             raise UserError(
                 f"task {task_id!r} landed as commit {sha[:12]}, which is not in HEAD's history "
                 "(rebased, amended, or another branch checked out); nothing was reverted"

@@ -554,15 +554,7 @@ class Scheduler:
                 self._finish_revert(tid, ts.reverting)
         for wid in self.isolation.leftovers():
             self.isolation.discard(wid)
-            task, _, attempt = wid.rpartition(".")
-            self.post(
-                MessageType.COPY_REMOVED,
-                task=task if task in self.tasks else None,
-                worker=wid,
-                attempt=int(attempt) if attempt.isdigit() else None,
-                payload={"path": self._rel(self.isolation.dir / wid), "kept": False,
-                         "reason": "left by an earlier run"},
-            )
+            self._post_copy_removed(wid, kept=False, reason="left by an earlier run")
         self.isolation.drop_snapshot_refs()
 
     def _finish_landing(self, tid: str, wid: str, attempt: int, landing: dict[str, Any]) -> bool:
@@ -736,23 +728,27 @@ class Scheduler:
         if keep:
             older = self._kept.pop(tid, None)
             if older is not None and self.isolation.discard(older):
-                self._post_copy_removed(tid, older, kept=False)
+                self._post_copy_removed(older, kept=False)
         try:
             self.isolation.close(ws, keep=keep)
         except (ConductorError, OSError) as exc:
             log.warning("cannot remove the attempt's copy", error=str(exc), path=str(ws.path))
         if keep:
             self._kept[tid] = run.worker
-        self._post_copy_removed(tid, run.worker, kept=keep)
+        self._post_copy_removed(run.worker, kept=keep)
 
-    def _post_copy_removed(self, tid: str, wid: str, *, kept: bool) -> None:
-        _, _, attempt = wid.rpartition(".")
+    def _post_copy_removed(self, wid: str, *, kept: bool, reason: str | None = None) -> None:
+        """COPY_REMOVED for worker ``wid``'s copy (its task and attempt read from its id)."""
+        task, _, attempt = wid.rpartition(".")
+        payload: dict[str, Any] = {"path": self._rel(self.isolation.dir / wid), "kept": kept}
+        if reason:
+            payload["reason"] = reason
         self.post(
             MessageType.COPY_REMOVED,
-            task=tid,
+            task=task if task in self.tasks else None,
             worker=wid,
-            attempt=int(attempt),
-            payload={"path": self._rel(self.isolation.dir / wid), "kept": kept},
+            attempt=int(attempt) if attempt.isdigit() else None,
+            payload=payload,
         )
 
     async def _execute(self, run: _AttemptRun, feedback: str | None, log_path: Path) -> Outcome:

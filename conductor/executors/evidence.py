@@ -26,7 +26,6 @@ write only inside the copy, and their effects show up in the copy's diff.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -55,8 +54,6 @@ NO_CHANGE_EXPECTED = frozenset(
 """Task types whose result is a report, not a diff."""
 
 _SKIP_DIRS = frozenset({".git", ".conductor"})
-_MAX_UNTRACKED_WALK = 50_000
-_BUDGET_TEMP_RE = re.compile(r"\.tmp\.\d+\.[0-9a-f]+$")
 
 
 # --------------------------------------------------------------------------- globs
