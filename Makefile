@@ -17,8 +17,11 @@ example: $(PY)
 	$(VENV)/bin/conductor run tracks/hello/track.yaml
 	$(VENV)/bin/conductor status tracks/hello/track.yaml
 
+# Coverage counts the Python processes the tests start too (pyproject.toml [tool.coverage]);
+# the report at the end lists files not fully covered. Leave out the slow tests locally with
+# `$(PY) -m pytest -m "not slow"`.
 test: $(PY)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --cov --cov-report=term
 
 lint: $(PY)
 	$(VENV)/bin/ruff check .

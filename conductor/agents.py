@@ -3,13 +3,18 @@
 A task's ``agent`` is looked up, in order, in:
 
 1. the track's ``agents:`` (source ``track``);
-2. ``<repo>/.claude/agents/*.md``, Claude Code's own subagent format (source ``claude-agents``):
-   YAML frontmatter with ``name``, ``description``, optional ``tools`` (a comma-separated
-   string or a list) and ``model`` (``inherit`` means none); the body is the system prompt.
-   Files are matched by their ``name`` field, as Claude Code does;
-3. otherwise the agent is inferred from its name and the task (source ``inferred``):
-   ``api-designer`` becomes role "API designer" with a goal taken from the task's name and
-   acceptance criteria and a short system prompt stating the specialism.
+2. ``<repo>/.claude/agents/*.md``, then ``~/.claude/agents/*.md``: Claude Code's own subagent
+   format (source ``claude-agents``): YAML frontmatter with ``name``, ``description``,
+   optional ``tools`` (a comma-separated string or a list) and ``model`` (``inherit`` means
+   none); the body is the system prompt. Files are matched by their ``name`` field, as
+   Claude Code does, and the project's win over the user's. A malformed file is an error
+   naming its file and line as soon as a task names it; it is never silently replaced;
+3. the agents a run inferred (``conductor.inference``; source ``inferred``), kept on the bus;
+4. otherwise the name is an error with a did-you-mean, unless the track is ad hoc
+   (``--adhoc`` or ``adhoc: true``): then, until a run infers it, a stand-in made from the
+   name (source ``inferred``): ``api-designer`` becomes role "API designer" with a goal taken
+   from the task's name and acceptance criteria and a short system prompt stating the
+   specialism. The same stand-in is the named fallback when inference fails.
 
 A task that names no agent gets the default agent of its type (source ``default``):
 code → software-engineer, ui → frontend-engineer, integration → integration-engineer,
@@ -24,20 +29,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import frontmatter
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from conductor.errors import ConductorError, UserError
+from conductor.yamldoc import Doc, node_lines, validate
 
 AgentSource = Literal["track", "claude-agents", "inferred", "default"]
 
 CLAUDE_AGENTS_DIR = Path(".claude") / "agents"
-"""Where Claude Code keeps a project's subagents, relative to the repository."""
+"""Where Claude Code keeps a project's subagents, relative to the repository (and a person's
+own, relative to their home directory)."""
 
 
 class AgentError(UserError):
@@ -116,31 +123,18 @@ class TrackSpec(Protocol):
     def model(self) -> str | None: ...
     @property
     def source(self) -> Path | None: ...
+    @property
+    def adhoc(self) -> bool: ...
+    @property
+    def inferred_agents(self) -> Mapping[str, AgentSpec]: ...
 
     def task(self, task_id: str, /) -> TaskSpec: ...
+    def agent_line(self, task_id: str, /) -> int | None: ...
     def dependents(self, task_id: str, /) -> Sequence[Any]: ...
 
 
 # --------------------------------------------------------------------------------------------
 # Errors in user-written frontmatter, with file, line and field.
-
-
-def yaml_key_lines(yaml_text: str, first_line: int) -> dict[str, int]:
-    """Line number (1-based, in the file) of each top-level key of a YAML mapping.
-
-    ``first_line`` is the file line on which ``yaml_text`` starts. Returns ``{}`` when the text
-    is not a mapping or does not parse (the parse error is reported elsewhere).
-    """
-    try:
-        node = yaml.compose(yaml_text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return {}
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, _value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                lines.setdefault(str(key.value), key.start_mark.line + first_line)
-    return lines
 
 
 def yaml_error(
@@ -205,27 +199,17 @@ def read_frontmatter(path: Path, cls: type[ConductorError], what: str) -> Frontm
     return FrontmatterFile(text=text, fm_text=fm_text, data=data, body_line=body_line)
 
 
-def validation_error(
-    exc: ValidationError,
-    path: Path,
-    key_lines: Mapping[str, int],
-    cls: type[ConductorError],
-    model: type[BaseModel],
-    *,
-    default_line: int = 1,
-) -> ConductorError:
-    """The first pydantic error as ``cls`` naming the field and the line it is on."""
-    err = exc.errors()[0]
-    loc = [str(part) for part in err["loc"]]
-    field = loc[0] if loc else None
-    dotted = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or None
-    line = key_lines.get(field, default_line) if field else default_line
-    msg = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        msg = f"unknown field (allowed: {', '.join(sorted(model.model_fields))})"
-    elif err["type"] == "missing":
-        msg = "required field is missing"
-    return cls(msg, path=path, line=line, field=dotted)
+def frontmatter_doc(path: Path, fm: FrontmatterFile, cls: type[ConductorError]) -> Doc:
+    """The frontmatter of ``fm`` (read from ``path``) as a ``conductor.yamldoc.Doc`` whose
+    errors are ``cls``: the file line of each key and item, and the opening ``---`` (line 1)
+    for the block as a whole. Validate it with ``conductor.yamldoc.validate``."""
+    try:
+        node = yaml.compose(fm.fm_text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        node = None  # read_frontmatter parsed it: this does not happen
+    lines = node_lines(node, first_line=2)
+    lines[()] = 1
+    return Doc(fm.data, lines, path, cls)
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,12 +310,7 @@ class _ClaudeAgent:
 def load_claude_agent(path: Path) -> _ClaudeAgent:
     """Parse and validate one ``.claude/agents`` file; ``AgentError`` names file/line/field."""
     doc = read_frontmatter(path, AgentError, "agent file")
-    try:
-        meta = ClaudeAgentFile.model_validate(doc.data)
-    except ValidationError as exc:
-        raise validation_error(
-            exc, path, yaml_key_lines(doc.fm_text, 2), AgentError, ClaudeAgentFile
-        ) from exc
+    meta = validate(frontmatter_doc(path, doc, AgentError), ClaudeAgentFile, doc.data)
     post = frontmatter.loads(doc.text.lstrip("\ufeff"))  # the body, as Claude Code reads it
     prompt = str(post.content).strip()
     if not prompt:
@@ -551,12 +530,18 @@ def _generated_prompt(role: str, focus: str) -> str:
 class AgentRegistry:
     """Resolves tasks' agents for one run; ``.claude/agents/*.md`` is read once, here."""
 
-    def __init__(self, track: TrackSpec, repo: Path) -> None:
+    def __init__(self, track: TrackSpec, repo: Path, *, home: Path | None = None) -> None:
         self._track = track
         self._repo = repo
         self._claude: dict[str, _ClaudeAgent] = {}
         self._broken: dict[str, AgentError] = {}
-        directory = repo / CLAUDE_AGENTS_DIR
+        self._read_dir(repo / CLAUDE_AGENTS_DIR)
+        user_home = home if home is not None else _home()
+        if user_home is not None and user_home.resolve() != repo.resolve():
+            self._read_dir(user_home / CLAUDE_AGENTS_DIR)
+
+    def _read_dir(self, directory: Path) -> None:
+        """Add the definitions in ``directory``; names already known keep their first file."""
         if directory.is_dir():
             for path in sorted(directory.glob("*.md")):
                 if path.name.startswith(".") or not path.is_file():
@@ -570,6 +555,8 @@ class AgentRegistry:
                     continue
                 if agent.meta.name in self._claude:
                     first = self._claude[agent.meta.name].path
+                    if first.parent != path.parent:
+                        continue  # the project's definition wins over the person's own
                     self._broken.setdefault(
                         agent.meta.name,
                         AgentError(
@@ -598,7 +585,33 @@ class AgentRegistry:
         found = self._claude.get(name)
         if found is not None:
             return self._from_claude(name, found, task)
-        return self._infer(name, task)
+        inferred = getattr(self._track, "inferred_agents", {}).get(name)
+        if inferred is not None:
+            return replace(self._from_track(name, inferred, task), source="inferred")
+        if getattr(self._track, "adhoc", False):
+            return self._infer(name, task)
+        raise self.unknown(name, task)
+
+    def known_names(self) -> list[str]:
+        """Every agent name a task may use without ``--adhoc``."""
+        return sorted({*self._track.agents, *self._claude, *self._broken})
+
+    def unknown(self, name: str, task: TaskSpec) -> AgentError:
+        """The error for a task naming an agent defined nowhere."""
+        import difflib
+
+        close = difflib.get_close_matches(name, self.known_names(), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        line_of = getattr(self._track, "agent_line", None)
+        return AgentError(
+            f"agent {name!r}{hint} is defined neither in the track's agents:, nor in "
+            f"{CLAUDE_AGENTS_DIR}/ or ~/{CLAUDE_AGENTS_DIR}/; define it, or run with --adhoc "
+            "(adhoc: true) to infer it",
+            path=self._track.source,
+            line=line_of(task.id) if callable(line_of) else None,
+            field=f"tasks.{task.id}.agent",
+            task_id=task.id,
+        )
 
     def _from_track(self, name: str, agent: AgentSpec, task: TaskSpec) -> ResolvedAgent:
         role = (agent.role or "").strip() or humanize(name)
@@ -628,6 +641,10 @@ class AgentRegistry:
             origin=agent.path,
         )
 
+    def fallback(self, name: str, task: TaskSpec) -> ResolvedAgent:
+        """The stand-in made from the name alone (used until, or when, inference fails)."""
+        return self._infer(name, task)
+
     def _infer(self, name: str, task: TaskSpec) -> ResolvedAgent:
         role = humanize(name)
         return ResolvedAgent(
@@ -638,7 +655,7 @@ class AgentRegistry:
             tools=None,
             model=None,
             source="inferred",
-            description=f"Inferred from the name {name!r}: no track or .claude/agents definition.",
+            description=f"Made from the name {name!r} alone: defined nowhere, not inferred.",
         )
 
     def _default(self, task: TaskSpec) -> ResolvedAgent:
@@ -669,3 +686,11 @@ __all__ = [
     "specialism",
     "task_goal",
 ]
+
+
+def _home() -> Path | None:
+    """The person's home directory, or None when it cannot be found."""
+    try:
+        return Path.home()
+    except RuntimeError:
+        return None

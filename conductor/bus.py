@@ -14,10 +14,14 @@ modified once it appears. The index only lets readers find the file of sequence 
 without listing the directory; it can always be rebuilt from the directory (see below).
 
 Publishing (``Bus.post``). The envelope is serialised outside any lock, all but its leading
-``{"seq":N``. Then, holding the kernel lock on ``.lock`` (``fcntl.flock`` on a descriptor
-the Bus keeps open, ~0.5 us a round trip, where ``filelock.FileLock`` measured ~70 us as it
-opens the file each time; plus a thread lock so threads of one process take turns; a process
-forked with an open Bus reopens its descriptors, so parent and child never share the lock):
+``{"seq":N``: the same bytes as ``Message.to_json`` (the tests pin it), assembled from the
+JSON of the payload and the time stamp and pieces cached per (type, task, worker, attempt).
+That saves about 10% of a post's CPU time against serialising a ``Message`` with ``to_json``
+(``scripts/bench_bus_post.py`` measures both, side by side, each run). Then, holding the
+kernel lock on ``.lock`` (``fcntl.flock`` on a descriptor the Bus keeps open, ~0.5 us a round
+trip, where ``filelock.FileLock`` measured ~70 us as it opens the file each time; plus a
+thread lock so threads of one process take turns; a process forked with an open Bus reopens
+its descriptors, so parent and child never share the lock):
 
 1. find the last published sequence number *n* from the index's last record (below; a
    writer that published the last message itself only checks the index's size and link
@@ -140,26 +144,10 @@ _READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _NAME_RE: Final = re.compile(rb"^(\d{9})\.([A-Z][A-Z0-9_]{0,31})\.(.+)\.(\d+|-)\.json$", re.S)
 _SPACES: Final = b" " * _W
-_JSON: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-# One C encoder made once (JSONEncoder.encode builds one per call). Without a markers dict a
-# cyclic payload ends in RecursionError instead of ValueError; post refuses both.
-_c_encode = (
-    _c_make_encoder(
-        None, _JSON.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-    if _c_make_encoder is not None
-    else None
-)
-
-
-def _encode(value: Any) -> str:
-    """Compact JSON, non-ASCII text kept as is, NaN and infinities refused."""
-    if _c_encode is None:  # pragma: no cover - CPython has the C encoder
-        return _JSON.encode(value)
-    return "".join(_c_encode(value, 0))
-
-
+_encode: Final = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False
+).encode
+"""Compact JSON, non-ASCII text kept as is, NaN and infinities refused (as ``to_json``)."""
 _decode: Final = json.JSONDecoder().decode
 _type_of = type
 """``type`` is shadowed by ``Bus.post``'s parameter of that name; this keeps the builtin."""
@@ -232,11 +220,6 @@ def _top_seq(entries: list[str]) -> int:
         if _NAME_RE.match(os.fsencode(entry)):
             return int(entry[:9])
     return 0
-
-
-_new: Final = object.__new__
-_FAST_MESSAGE: Final = "__slots__" not in vars(Message) and not hasattr(Message, "__post_init__")
-"""Build returned messages without the frozen dataclass's per-field ``object.__setattr__``."""
 
 
 def _record(seq: int, name: bytes) -> bytes:
@@ -525,13 +508,6 @@ class Bus:
         if len(body_bytes) > self._max_body:
             raise self._too_large(len(body_bytes) + 8)
         seq = self._publish(body_bytes, tail)
-        if _FAST_MESSAGE:
-            msg = _new(Message)
-            msg.__dict__.update(
-                seq=seq, id=msg_id, type=mtype, ts=ts, track=self.track, task=task,
-                worker=worker, attempt=attempt, payload=published,
-            )
-            return msg
         return Message(
             seq=seq, id=msg_id, type=mtype, ts=ts, track=self.track, task=task,
             worker=worker, attempt=attempt, payload=published,

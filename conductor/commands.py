@@ -2,54 +2,32 @@
 
 A command without shell syntax is executed directly (as make does); anything else runs under
 ``/bin/sh -c``. Each child gets its own session (process group) so a timeout or Ctrl-C ends the
-whole tree: SIGTERM to the group, then SIGKILL after a grace period.
-
-Orphans. Every worker process (and everything it starts) carries ``CONDUCTOR_BUS_DIR`` naming
-its track's bus in its environment, or, for attempts in a copy (which must not learn where
-the bus is), ``CONDUCTOR_RUN_TAG``, an opaque mark derived from it. When a conductor is killed
-with ``kill -9`` its children live on; the next conductor of the track, holding the run
-lock, knows that no worker of the track can legitimately be running yet, so ``reap_orphans``
-ends every process whose environment names this bus — grandchildren that left the process
-group included. A process that scrubs its own environment escapes this; Claude CLI processes
-are also ended by the pid recorded in WORKER_STARTED.
+whole tree: SIGTERM to the group, then SIGKILL after ``conductor.processes.TERM_GRACE``.
+Processes a command left behind outside its group are ``conductor.processes``'s to reap.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
-import hashlib
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
 import anyio
-import psutil
 
 from conductor.errors import StateError
 from conductor.paths import open_state_file
+from conductor.processes import TERM_GRACE
 
 _SHELL_CHARS = frozenset("|&;<>()$`\\\"'*?[#~=%{}\n")
-TERM_GRACE = 3.0
-"""Seconds between SIGTERM and SIGKILL when a command is cancelled."""
-BUS_ENV = "CONDUCTOR_BUS_DIR"
-"""The environment variable that marks a process as a worker of one track's bus."""
-WORKER_ENV = "CONDUCTOR_WORKER"
-"""Names the attempt a process works for."""
-TAG_ENV = "CONDUCTOR_RUN_TAG"
-"""Marks processes of attempts that must not learn where the bus is (``run_tag``)."""
-
-
-def run_tag(bus_dir: Path) -> str:
-    """An opaque mark for the processes of one track's attempts: names no path."""
-    return hashlib.sha256(str(bus_dir).encode()).hexdigest()[:24]
 
 
 def argv_for(command: str) -> list[str] | str:
@@ -151,14 +129,20 @@ async def run_command(
                 start_new_session=True,
             )
         except OSError as exc:
-            log.write(f"conductor: cannot start {command!r}: {exc}\n".encode())
-            return 127
+            log.write(f"conductor: cannot start {command!r}: {exc.strerror or exc}\n".encode())
+            return _not_started(exc)
     try:
         return await process.wait()
     finally:
         if process.returncode is None:
             with anyio.CancelScope(shield=True):
                 await _terminate_group(process.pid, process)
+
+
+def _not_started(exc: OSError) -> int:
+    """The exit code a POSIX shell gives a command it cannot start: 126 when the file is not
+    executable, 127 when there is no such command."""
+    return 126 if isinstance(exc, PermissionError) or exc.errno == errno.ENOEXEC else 127
 
 
 def _pidfd_works() -> bool:
@@ -186,8 +170,8 @@ async def _run_spawned(
         try:
             pid = _spawn(args, env, log.fileno())
         except OSError as exc:
-            log.write(f"conductor: cannot start {command!r}: {exc}\n".encode())
-            return 127
+            log.write(f"conductor: cannot start {command!r}: {exc.strerror or exc}\n".encode())
+            return _not_started(exc)
     pidfd = os.pidfd_open(pid)
     try:
         await anyio.wait_readable(pidfd)
@@ -246,56 +230,3 @@ async def _terminate_group(pgid: int, process: anyio.abc.Process) -> None:
     """End an anyio process's group and reap it."""
     await _end_group(pgid, process.wait)
     await process.wait()
-
-
-def reap_orphans(bus_dir: Path) -> list[int]:
-    """End every process whose environment says it works for ``bus_dir`` (by path or by
-    ``run_tag``); return their pids.
-
-    Call only while holding the track's run lock, before dispatching: then every such
-    process is an orphan of a previous conductor.
-    """
-    target = str(bus_dir)
-    tag = run_tag(bus_dir)
-    return _end_marked(lambda env: env.get(BUS_ENV) == target or env.get(TAG_ENV) == tag)
-
-
-def reap_attempt(bus_dir: Path, worker: str) -> list[int]:
-    """End every process left by attempt ``worker`` of the track whose bus is ``bus_dir``
-    (its environment carries the run's tag and ``CONDUCTOR_WORKER``); return their pids."""
-    tag = run_tag(bus_dir)
-    return _end_marked(
-        lambda env: env.get(TAG_ENV) == tag and env.get(WORKER_ENV) == worker
-    )
-
-
-def _end_marked(marked: Callable[[dict[str, str]], bool]) -> list[int]:
-    """SIGTERM, then SIGKILL after the grace, every other process whose environment is
-    ``marked``; return their pids."""
-    me = os.getpid()
-    found: list[psutil.Process] = []
-    for proc in psutil.process_iter():
-        if proc.pid == me:
-            continue
-        try:
-            if marked(proc.environ()):
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue  # gone, a zombie, or not ours to read
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for proc in found:
-            with contextlib.suppress(psutil.Error):
-                proc.send_signal(sig)
-        deadline = time.monotonic() + TERM_GRACE
-        while time.monotonic() < deadline and any(_alive(p.pid) for p in found):
-            time.sleep(0.05)
-        if not any(_alive(p.pid) for p in found):
-            break
-    return [p.pid for p in found]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

@@ -3,6 +3,8 @@
 User errors (a bad track file, a bad argument, a hostile path) are kept apart from runtime
 failures (a task failed, the budget ran out). The CLI maps each class to a message and an exit
 code in one place (``conductor.cli``); set ``CONDUCTOR_RAISE_ERRORS=1`` to get the traceback.
+How a run ends (failed, budget spent, interrupted) is no exception: it is the run's result
+(``conductor.scheduler.RunResult.exit_code``).
 
 Exit codes (also in the README):
 
@@ -13,13 +15,20 @@ Exit codes (also in the README):
 3     a lock is held: another conductor runs this track, or a path lock is taken
 4     the track's budget was spent before all tasks completed
 5     state error: the bus or state directory is unusable or hostile
+6     a person rejected the run (``conductor reject``), or its approval wait timed out
+7     the API refused the credentials (not logged in, an invalid key, an unpaid account): the
+      run stopped before other tasks spent anything; set ``ANTHROPIC_API_KEY`` or
+      ``CLAUDE_CODE_OAUTH_TOKEN``
 130   interrupted (Ctrl-C / SIGTERM); resume with ``conductor run`` again
 ====  ==========================================================
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class ConductorError(Exception):
@@ -36,6 +45,8 @@ class ConductorError(Exception):
         field: str | None = None,
         task_id: str | None = None,
     ) -> None:
+        from pathlib import Path  # not at import: `conductor --version` has no use for it
+
         super().__init__(message)
         self.message = message
         self.path = Path(path) if path is not None else None
@@ -74,25 +85,13 @@ class LockHeldError(ConductorError):
     exit_code = 3
 
 
-class BudgetExceeded(ConductorError):
-    """The track's budget was spent before every task completed."""
-
-    exit_code = 4
-
-
 class StateError(ConductorError):
     """The bus or state directory is unusable: hostile symlink, oversized message, bad name."""
 
     exit_code = 5
 
 
-class RunFailed(ConductorError):
-    """The track ran and some tasks failed or were blocked."""
+class Rejected(ConductorError):
+    """A person rejected the run at its approval pause, or nobody approved it in time."""
 
-    exit_code = 1
-
-
-class Interrupted(ConductorError):
-    """The run was interrupted by a signal; resuming continues it."""
-
-    exit_code = 130
+    exit_code = 6

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from conductor.atomic import write_atomic
 from conductor.errors import ConductorError, TrackError, UserError
 from conductor.paths import STATE_ROOT_NAME, StateDir, check_name
 
@@ -131,12 +132,18 @@ def hooks_dir(repo: Path) -> Path:
 
 
 def toplevel(repo: Path) -> Path:
-    """The top of the work tree ``repo`` is in; ``UserError`` for a bare repository."""
-    _require_repo(repo)
+    """The top of the work tree ``repo`` is in; ``UserError`` for a bare repository (or no
+    repository). One git process when all is well: a hook runs this on every commit."""
     try:
-        return Path(_text(_git(repo, "rev-parse", "--show-toplevel")))
+        top = _text(_git(repo, "rev-parse", "--show-toplevel"))
+    except UserError:
+        raise
     except ConductorError:
-        raise UserError(f"{os.path.abspath(repo)} has no work tree (a bare repository)") from None
+        top = ""
+    if not top:
+        _require_repo(repo)  # says what is missing: the directory, or the repository
+        raise UserError(f"{os.path.abspath(repo)} has no work tree (a bare repository)")
+    return Path(top)
 
 
 def _nul_split(raw: bytes) -> list[str]:
@@ -279,15 +286,8 @@ def _writing(directory: Path) -> Iterator[None]:
 
 
 def _write_script(path: Path, script: str) -> None:
-    """Write an executable script at ``path`` whole (aside, then renamed into place)."""
-    tmp = path.with_name(f".{path.name}.conductor-{os.getpid()}")
-    try:
-        tmp.write_text(script)
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    """Write an executable script at ``path`` whole, durably (a person's hook)."""
+    write_atomic(path, script, mode=0o755, durable=True)
 
 
 def uninstall(repo: Path) -> list[HookChange]:
@@ -360,13 +360,14 @@ def owned_files(
     ``worker`` is ``(track, worker id)`` of a worker committing its own work: its own locks
     do not count. A holder on another host without a lease counts as live (it may be).
     """
+    tracks = _track_dirs(state_root(repo, state_dir), lambda s: s.locks) if paths else []
+    if not tracks:
+        return []
     from conductor.globs import matches
     from conductor.locks import PathLocks, dead_reason
 
-    if not paths:
-        return []
     owned: list[OwnedFile] = []
-    for track_id, state in _track_dirs(state_root(repo, state_dir), lambda s: s.locks):
+    for track_id, state in tracks:
         live = [
             info
             for info in PathLocks(state.locks).scan()[0]
@@ -527,9 +528,7 @@ def record_commit(
     (``None``). A failure on one track is reported in its ``Posted`` and does not stop the
     others.
     """
-    from conductor.bus import Bus
     from conductor.locks import RunLock
-    from conductor.messages import MessageType
 
     top = toplevel(repo)
     commit: Commit | None = None
@@ -538,6 +537,9 @@ def record_commit(
         try:
             if RunLock(state, track_id).holder() is None:
                 continue
+            from conductor.bus import Bus  # loaded only when a track is running
+            from conductor.messages import MessageType
+
             commit = commit or read_commit(top, rev)
             with Bus.for_state(state, track_id) as bus:
                 msg = bus.post(MessageType.PERSON_COMMIT, payload=commit.payload())

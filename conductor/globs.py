@@ -268,12 +268,8 @@ def _set_regex(ranges: _Ranges) -> str:
 def _pathspec_translator() -> Any:
     """pathspec's gitwildmatch pattern class, imported on first use (it costs start-up time
     that commands which never match a path should not pay)."""
-    try:
-        from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
-    except ImportError:  # pathspec 0.12: the same translation under its older name
-        from pathspec.patterns.gitwildmatch import GitWildMatchPattern
+    from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
 
-        return GitWildMatchPattern
     return GitIgnoreSpecPattern
 
 
@@ -656,9 +652,17 @@ def overlapping_pairs(
     literal prefix and tails, so items in unrelated directories (and items without files)
     are never compared.
     """
+    for i, j, labels in overlapping_index_pairs([files for _, files in items], shared):
+        yield items[i][0], items[j][0], labels
+
+
+def overlapping_index_pairs(
+    lists: Sequence[Sequence[str]], shared: Sequence[str] = ()
+) -> Iterator[tuple[int, int, list[str]]]:
+    """``overlapping_pairs`` by position: ``(i, j, patterns)`` with ``i < j``, in order."""
     entries: list[_Entry] = []
     buckets: dict[tuple[str, ...], _Bucket] = {}
-    for index, (_, files) in enumerate(items):
+    for index, files in enumerate(lists):
         for pattern in dict.fromkeys(files):
             glob = _parse(pattern)
             if glob.empty or (shared and is_shared(pattern, shared)):
@@ -678,4 +682,4 @@ def overlapping_pairs(
                 labels = _label(first.pattern, second.pattern)
                 found.setdefault((first.item, second.item), {}).update(dict.fromkeys(labels))
     for i, j in sorted(found):
-        yield items[i][0], items[j][0], list(found[(i, j)])
+        yield i, j, list(found[(i, j)])

@@ -191,6 +191,18 @@ class Isolation:
                 return Judgement(state, "no evidence: no file changed")
         return Judgement(state, None)
 
+    def diff_text(self, ws: Workspace, state: CopyState, limit: int = 200_000) -> str:
+        """What the attempt changed, as a unified diff against its snapshot (for a
+        reviewer), cut at ``limit`` bytes with a note saying so."""
+        proc = self.private.git(
+            ws.path, ws.copy.index, "diff", "--no-color", "--no-ext-diff", "--no-renames",
+            ws.copy.snapshot.tree, state.tree,
+        )
+        text = proc.stdout.decode("utf-8", "replace")
+        if len(text) > limit:
+            text = text[:limit] + f"\n[diff cut at {limit} bytes; read the files themselves]\n"
+        return text
+
     def prepare_verify(self, ws: Workspace) -> list[str]:
         """Remove every ignored file the attempt left (none were copied, and none land), so
         verify sees exactly what would land; return what was removed."""

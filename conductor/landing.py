@@ -411,7 +411,7 @@ def sweep_staged(checkout: Checkout) -> None:
     """Remove files a killed landing staged and never renamed into place: plain files and
     links named as ``stage_worktree`` names them, of a process that is gone (another
     conductor may be landing in the same checkout). Nothing else is touched."""
-    from conductor.locks import process_alive
+    from conductor.processes import process_alive
 
     for name in os.listdir(checkout.root):
         match = _STAGED_RE.match(name)

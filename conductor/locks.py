@@ -13,7 +13,7 @@ percent-encoding of the path (``src%2Fapp.py.json``; long paths end in ``~`` and
      "host": "build-3", "pid_start": 1767225600.12, "since": "2026-...+00:00",
      "lease_expires": null}
 
-Every change (acquire, release, break, renew) happens while holding the kernel lock
+Every change (acquire, release, break) happens while holding the kernel lock
 ``locks/.guard``, so checking a record and acting on it is one atomic step: two processes can
 never both take a free path, and two breakers of a dead holder's lock can never both win.
 Records are written aside and linked (or renamed) into place, so a reader never sees a torn
@@ -41,10 +41,10 @@ import builtins
 import contextlib
 import dataclasses
 import errno
+import fcntl
 import hashlib
 import json
 import os
-import secrets
 import socket
 import stat
 import string
@@ -57,15 +57,23 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import psutil
-
+from conductor.atomic import TMP_PREFIX, write_atomic
 from conductor.errors import LockHeldError, StateError, UserError
 from conductor.logs import get_logger
 from conductor.messages import MessageType, utcnow
-from conductor.paths import StateDir, check_name, check_repo_path, ensure_dir, refuse_symlink
+from conductor.paths import (
+    StateDir,
+    check_name,
+    check_repo_path,
+    ensure_dir,
+    open_state_file,
+    refuse_symlink,
+)
 
 if TYPE_CHECKING:
     import filelock  # imported where a lock is taken: listing locks takes none
+
+    from conductor.bus import Bus
 
 log = get_logger(__name__)
 
@@ -84,11 +92,7 @@ MAX_NAME = 200
 MAX_RECORD_BYTES = 64 * 1024
 """A record larger than this is treated as unreadable."""
 
-START_TIME_TOLERANCE = 1.0
-"""Seconds two readings of one process's start time may differ (the kernel's boot time jitters)."""
-
 _SAFE_CHARS = frozenset(string.ascii_letters + string.digits + "-_.,+=@")
-_TMP_PREFIX = ".tmp-"
 _SUFFIX = ".json"
 
 
@@ -113,7 +117,7 @@ class LockInfo:
     since: datetime
     """When the lock was taken, UTC."""
     lease_expires: datetime | None
-    """When the lock lapses unless renewed, UTC; None for no lease."""
+    """When the lock lapses unless its holder acquires it again, UTC; None for no lease."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready record."""
@@ -192,36 +196,10 @@ def _parse_time(value: Any) -> datetime:
     return parsed
 
 
-def process_alive(pid: int, start_time: float | None = None) -> bool:
-    """Whether process ``pid`` runs on this host (and, if given, started at ``start_time``).
-
-    A zombie counts as dead: it can no longer act. A process we may not inspect counts as alive.
-    """
-    if pid <= 0:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        if start_time is not None:
-            return abs(proc.create_time() - start_time) <= START_TIME_TOLERANCE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True
-    return True
-
-
-def process_start_time(pid: int) -> float | None:
-    """The start time (epoch seconds) of process ``pid``, or None if it cannot be read."""
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
 def dead_reason(info: LockInfo, *, now: datetime | None = None) -> str | None:
     """Why the holder of ``info`` is provably dead, or None if it may be alive."""
+    from conductor.processes import process_alive  # psutil: loaded only to check a holder
+
     now = now or utcnow()
     if info.lease_expires is not None and info.lease_expires <= now:
         return f"lease expired at {info.lease_expires.isoformat(timespec='seconds')}"
@@ -232,6 +210,34 @@ def dead_reason(info: LockInfo, *, now: datetime | None = None) -> str | None:
     if info.pid_start is not None and not process_alive(info.pid, info.pid_start):
         return f"holder pid {info.pid} now belongs to another process"
     return None
+
+
+def liveness(info: LockInfo, *, now: datetime | None = None) -> tuple[bool | None, str | None]:
+    """``(alive, why dead)`` of the holder of ``info``; alive is None when it cannot be told
+    (a holder on another host, without a lease)."""
+    reason = dead_reason(info, now=now)
+    if reason is not None:
+        return False, reason
+    if info.host == HOST or info.lease_expires is not None:
+        return True, None
+    return None, None
+
+
+def bus_notifier(bus: Bus) -> NotifyFn:
+    """A ``NotifyFn`` posting each lock notice on ``bus``, about the task, worker and attempt
+    its payload names."""
+
+    def notify(mtype: str, payload: dict[str, Any]) -> None:
+        task, worker, attempt = payload.get("task"), payload.get("worker"), payload.get("attempt")
+        bus.post(
+            mtype,
+            task=task if isinstance(task, str) else None,
+            worker=worker if isinstance(worker, str) else None,
+            attempt=attempt if isinstance(attempt, int) else None,
+            payload=payload,
+        )
+
+    return notify
 
 
 def record_name(path: str) -> str:
@@ -313,24 +319,27 @@ class RunLock:
         return self._lock is not None
 
     def holder(self) -> dict[str, Any] | None:
-        """What ``run.json`` says if anyone holds the run lock (``{}`` if unsaid), else None."""
-        import filelock
+        """What ``run.json`` says if anyone holds the run lock (``{}`` if unsaid), else None.
 
+        The probe is a shared ``flock`` on ``run.lock``, which the holder's ``FileLock`` (an
+        exclusive ``flock``) refuses; probes never refuse each other, and filelock is not loaded.
+        """
         if self._lock is not None:
             return _read_json(self.state.run_info) or {}
-        if not self.state.run_lock.exists():
-            return None
-        refuse_symlink(self.state.run_lock)
-        probe = filelock.FileLock(
-            str(self.state.run_lock), timeout=0, blocking=False, fallback_to_soft=False
-        )
         try:
-            probe.acquire()
-        except filelock.Timeout:
-            return self._current_info()
+            fd = open_state_file(self.state.run_lock, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError as exc:
-            raise StateError(f"cannot probe the run lock: {exc}", path=self.state.run_lock) from exc
-        probe.release()
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                raise StateError(
+                    f"cannot probe the run lock: {exc}", path=self.state.run_lock
+                ) from exc
+            return self._current_info()
+        finally:
+            os.close(fd)  # releases the probe's flock
         return None
 
     def _current_info(self, wait: float = 1.0) -> dict[str, Any]:
@@ -355,6 +364,8 @@ class RunLock:
         )
 
     def _write_info(self) -> None:
+        from conductor.processes import process_start_time
+
         pid = os.getpid()
         info = {
             "track": self.track_id,
@@ -364,13 +375,15 @@ class RunLock:
             "started_at": utcnow().isoformat(),
             "argv": list(sys.argv),
         }
-        _write_aside(self.state.root, self.state.run_info, json.dumps(info, indent=2), replace=True)
+        write_atomic(self.state.run_info, json.dumps(info, indent=2))
 
 
 def _info_alive(info: dict[str, Any]) -> bool:
     pid, host, start = info.get("pid"), info.get("host"), info.get("pid_start")
     if host != HOST or not isinstance(pid, int):
         return True
+    from conductor.processes import process_alive
+
     return process_alive(pid, start if isinstance(start, int | float) else None)
 
 
@@ -408,25 +421,6 @@ def _read_regular(file: Path) -> bytes | None:
             raise StateError(f"refusing to use {file}: it is not a regular file", path=file)
         data = fh.read(MAX_RECORD_BYTES + 1)
     return data if len(data) <= MAX_RECORD_BYTES else None
-
-
-def _write_aside(directory: Path, target: Path, text: str, *, replace: bool) -> None:
-    """Publish ``text`` at ``target`` whole: write a temporary file, then link or rename it.
-
-    With ``replace=False`` the link fails with ``FileExistsError`` if ``target`` exists.
-    """
-    tmp = directory / f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if replace:
-            os.replace(tmp, target)
-        else:
-            os.link(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 class PathLocks:
@@ -594,16 +588,6 @@ class PathLocks:
                     broken.append(current)
         return sorted(broken, key=lambda info: info.path)
 
-    def renew(self, worker: str) -> None:
-        """Push back the lease of every lock ``worker`` holds (no-op without ``lease_seconds``)."""
-        if self.lease_seconds is None or not self._dir_exists():
-            return
-        with self._guarded():
-            for file, current in self._scan_files():
-                if isinstance(current, LockInfo) and current.worker == worker:
-                    renewed = dataclasses.replace(current, lease_expires=self._lease_end())
-                    _write_aside(self.directory, file, _dump(renewed), replace=True)
-
     # ----- internals -----
 
     def _acquire(
@@ -653,7 +637,7 @@ class PathLocks:
                 lease_expires=self._lease_end(),
             )
             try:
-                _write_aside(self.directory, file, _dump(info), replace=False)
+                write_atomic(file, _dump(info), replace=False)
             except FileExistsError as exc:
                 raise StateError(
                     f"lock record {file} appeared while the guard was held: something writes "
@@ -672,7 +656,7 @@ class PathLocks:
         if self.lease_seconds is None:
             return current
         renewed = dataclasses.replace(current, lease_expires=self._lease_end())
-        _write_aside(self.directory, file, _dump(renewed), replace=True)
+        write_atomic(file, _dump(renewed))
         return renewed
 
     def _break(
@@ -712,6 +696,8 @@ class PathLocks:
 
     def _owner_start_time(self) -> float | None:
         if self._owner_start is None:
+            from conductor.processes import process_alive, process_start_time
+
             start = process_start_time(self.owner_pid)
             if start is None and not process_alive(self.owner_pid):
                 raise UserError(f"lock owner pid {self.owner_pid} is not a running process")
@@ -772,7 +758,7 @@ class PathLocks:
     def _remove_stale_temporaries(self) -> None:
         """Remove temporary files left by writers killed mid-write (only guard holders write)."""
         for name in os.listdir(self.directory):
-            if name.startswith(_TMP_PREFIX):
+            if name.startswith(TMP_PREFIX):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.directory / name)
 

@@ -42,23 +42,37 @@ class MessageType(StrEnum):
     TASK_RETRY = "TASK_RETRY"
     TASK_RESET = "TASK_RESET"
     WORKER_LOST = "WORKER_LOST"
+    TASK_DEFERRED = "TASK_DEFERRED"
+    LIMIT_WAIT = "LIMIT_WAIT"
     BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
     TRACK_COMPLETE = "TRACK_COMPLETE"
     TRACK_FAILED = "TRACK_FAILED"
     TRACK_INTERRUPTED = "TRACK_INTERRUPTED"
+    # An agent a run with --adhoc inferred: {agent: definition, cost_usd, fallback?}
+    AGENT_INFERRED = "AGENT_INFERRED"
+    # A run with approval asks for it; payload: the plan shown to the person. Only an APPROVE
+    # or REJECT posted after it (and before the next run asks) answers it.
+    APPROVAL_REQUESTED = "APPROVAL_REQUESTED"
     # Written by a person (``conductor bus post``):
     APPROVE = "APPROVE"
+    REJECT = "REJECT"
     SKIP = "SKIP"
     NOTE = "NOTE"
     # Written by the post-commit hook (``conductor hooks install``): {sha, subject, author, files}
     PERSON_COMMIT = "PERSON_COMMIT"
 
 
-HUMAN_TYPES = frozenset({MessageType.APPROVE, MessageType.SKIP, MessageType.NOTE})
+HUMAN_TYPES = frozenset(
+    {MessageType.APPROVE, MessageType.REJECT, MessageType.SKIP, MessageType.NOTE}
+)
 """Types a person may post by hand without a worker token."""
 
 TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 """A message type: UPPER_SNAKE, at most 32 characters."""
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+"""The encoder of ``Message.to_json``, made once (``json.dumps`` with options makes one a call)."""
 
 
 def utcnow() -> datetime:
@@ -104,8 +118,8 @@ class Message:
         }
 
     def to_json(self) -> str:
-        """One line of JSON."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        """One line of compact JSON, non-ASCII text kept as is; NaN and infinities refused."""
+        return _JSON.encode(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Message:

@@ -16,9 +16,11 @@ without touching the repository's own ignore files.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import os
 import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -27,6 +29,83 @@ from conductor.errors import StateError, UserError
 STATE_ROOT_NAME = ".conductor"
 
 _FORBIDDEN_CHARS = ("\x00", "\n", "\r", "/", "\\")
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The repository root that ``start`` (default: the current directory) is in.
+
+    It is ``git rev-parse --show-toplevel`` run from ``start``. Where git is not installed,
+    or ``start`` is not in a git work tree, it is the nearest of ``start`` and its parents
+    that holds a ``.conductor/`` directory or a ``.git``; failing both, ``start`` itself. So a
+    command run from a subdirectory finds the same ``.conductor/`` as one run at the top, and
+    never makes a second one. The result is absolute.
+    """
+    here = Path(os.path.abspath(start if start is not None else Path.cwd()))
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except OSError:  # no git
+        proc = None
+    if proc is not None and proc.returncode == 0:
+        top = os.fsdecode(proc.stdout.rstrip(b"\n"))
+        if top:
+            return Path(top)
+    for candidate in (here, *here.parents):
+        if (candidate / STATE_ROOT_NAME).is_dir() or (candidate / ".git").exists():
+            return candidate
+    return here
+
+
+TRACK_FILE_NAMES = ("track.yaml", "track.yml")
+"""What a track directory's track file is called, in order of preference."""
+
+
+def track_file(path: Path) -> Path:
+    """``path`` itself, or for a directory its ``track.yaml`` (else ``track.yml``; if it has
+    neither, ``track.yaml``, for the error to name)."""
+    if not path.is_dir():
+        return path
+    for name in TRACK_FILE_NAMES:
+        if (path / name).is_file():
+            return path / name
+    return path / TRACK_FILE_NAMES[0]
+
+
+def state_root(repo: Path, state_root: Path | None = None) -> Path:
+    """The root of every track's state directory: ``state_root``, else ``repo/.conductor``."""
+    return state_root if state_root is not None else repo / STATE_ROOT_NAME
+
+
+def known_tracks(root: Path) -> list[str]:
+    """Ids of the tracks with run state (a ``bus/`` directory) under the state root ``root``."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return []
+    ids: list[str] = []
+    for entry in entries:
+        if entry.name.startswith(".") or entry.is_symlink():
+            continue
+        if os.path.isdir(os.path.join(entry.path, "bus")):
+            ids.append(entry.name)
+    return ids
+
+
+def unknown_track(track_id: str, root: Path) -> UserError:
+    """The error for a track id that has no run state under ``root``, with a did-you-mean."""
+    known = known_tracks(root)
+    match = difflib.get_close_matches(track_id, known, n=1, cutoff=0.6)
+    if match:
+        hint = f" (did you mean {match[0]!r}?)"
+    elif known:
+        hint = f"; tracks with run state: {', '.join(known[:10])}"
+    else:
+        hint = "; no track has run here yet"
+    return UserError(f"no track {track_id!r} has run state under {root}{hint}")
 
 
 def check_name(value: str, what: str) -> str:

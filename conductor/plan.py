@@ -12,22 +12,28 @@ says what *may* run together and what must not:
   ``conductor.globs`` reads them (``*`` stays inside a directory, ``**/`` spans many), the
   same reading the file guard uses.
 
-Everything is iterative and linear in tasks plus dependencies; file conflicts are found
-through ``conductor.globs.overlapping_pairs``, an index on the literal prefix and tails of
-each pattern, so tasks without files cost nothing and tasks in unrelated directories are never
-compared.
+Everything is iterative and linear in tasks plus dependencies. File conflicts are kept by
+class (``ConflictClasses``): tasks with the same set of ``files`` (and the same groups with
+``shared_resources``) form one class, and overlap is decided once per pair of distinct classes
+through ``conductor.globs.overlapping_index_pairs``, an index on the literal prefix and tails of
+each pattern, so tasks without files cost nothing, tasks in unrelated directories are never
+compared, and 400 tasks sharing one glob cost one class, not 79,800 pairs. The scheduler checks
+conflicts per class (running attempts per class). A plan lists conflicting pairs only when at
+most ``PAIRS_LISTED`` pairs conflict; above that it is ``summarised``: conflicts are shown by
+set of tasks with the same files (``conflict_sets``).
 """
 
 from __future__ import annotations
 
 import json
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
 from typing import TYPE_CHECKING, Any
 
 from conductor.globs import files_overlap as files_overlap
 from conductor.globs import is_shared as is_shared
 from conductor.globs import overlap as _overlap
+from conductor.globs import overlapping_index_pairs
 from conductor.globs import overlapping_pairs as overlapping_pairs
 
 if TYPE_CHECKING:
@@ -37,37 +43,128 @@ patterns_overlap = _overlap
 """Whether two repository paths or globs could name the same file (``conductor.globs``)."""
 
 
-def _conflicts(track: Track) -> list[tuple[str, str, list[str]]]:
-    """Every pair of tasks whose files overlap, minus files shared by the track or a group."""
-    items = [(t.id, t.files) for t in track.tasks if t.files]
-    pairs = list(overlapping_pairs(items, track.shared_files))
-    if not pairs or not track.parallel_groups:
-        return pairs
-    groups_of: dict[str, list[int]] = {}
+PAIRS_LISTED = 1000
+"""Above this many conflicting pairs a plan summarises conflicts by file set instead of
+listing every pair (400 tasks sharing one glob are 79,800 pairs)."""
+
+
+@dataclass(frozen=True)
+class ConflictClasses:
+    """Tasks grouped by what they may change, and which groups must never run side by side.
+
+    Tasks with the same ``files`` (as a set) that belong to the same parallel groups with
+    ``shared_resources`` form one class. Overlap is decided once per pair of classes, so
+    hundreds of tasks sharing a glob cost one comparison, and memory grows with classes and
+    their conflicts, never with pairs of tasks. Tasks without files are in no class.
+    """
+
+    members: list[list[str]]
+    """Each class's tasks in file order; classes in the order of their first task."""
+    files: list[list[str]]
+    """Each class's files, as its first task lists them."""
+    of_task: dict[str, int]
+    """Task id -> its class."""
+    meets: list[dict[int, list[str]]]
+    """For each class, the classes whose tasks its tasks never run beside (itself included
+    when two of its own tasks would conflict) -> the patterns through which they overlap."""
+
+    def conflicting(self, tid: str) -> set[str]:
+        """The tasks ``tid`` must never run beside."""
+        c = self.of_task.get(tid)
+        if c is None:
+            return set()
+        out = {other for d in self.meets[c] for other in self.members[d]}
+        out.discard(tid)
+        return out
+
+    def pair_count(self) -> int:
+        """How many pairs of tasks conflict (the DAG's ordering not taken into account)."""
+        total = 0
+        for c, meets in enumerate(self.meets):
+            for d in meets:
+                if d == c:
+                    n = len(self.members[c])
+                    total += n * (n - 1) // 2
+                elif d > c:
+                    total += len(self.members[c]) * len(self.members[d])
+        return total
+
+    def pairs(self, position: dict[str, int]) -> list[tuple[str, str, list[str]]]:
+        """Every conflicting pair ``(a, b, patterns)``, ``a`` before ``b`` in ``position``,
+        sorted by position; quadratic in a class's size, so mind ``pair_count`` first."""
+        found: list[tuple[int, int, str, str, list[str]]] = []
+        for c, meets in enumerate(self.meets):
+            for d, labels in meets.items():
+                if d < c:
+                    continue
+                for i, a in enumerate(self.members[c]):
+                    others = self.members[c][i + 1 :] if d == c else self.members[d]
+                    for b in others:
+                        x, y = (a, b) if position[a] < position[b] else (b, a)
+                        found.append((position[x], position[y], x, y, labels))
+        found.sort(key=lambda row: (row[0], row[1]))
+        return [(x, y, list(labels)) for _, _, x, y, labels in found]
+
+
+def conflict_classes(track: Track) -> ConflictClasses:
+    """The conflict classes of ``track``: overlapping files, minus files shared by the track
+    or (between their own members) by a parallel group."""
+    relief: dict[str, list[int]] = {}
     for gi, group in enumerate(track.parallel_groups):
         if group.shared_resources:
-            for tid in group.tasks:
-                groups_of.setdefault(tid, []).append(gi)
-    files = {t.id: t.files for t in track.tasks}
-    kept = []
-    for a, b, overlap in pairs:
-        for gi in set(groups_of.get(a, ())) & set(groups_of.get(b, ())):
+            for tid in dict.fromkeys(group.tasks):
+                relief.setdefault(tid, []).append(gi)
+    index: dict[tuple[frozenset[str], tuple[int, ...]], int] = {}
+    members: list[list[str]] = []
+    files: list[list[str]] = []
+    groups: list[tuple[int, ...]] = []
+    of_task: dict[str, int] = {}
+    for t in track.tasks:
+        if not t.files:
+            continue
+        key = (frozenset(t.files), tuple(relief.get(t.id, ())))
+        c = index.get(key)
+        if c is None:
+            c = index[key] = len(members)
+            members.append([])
+            files.append(list(t.files))
+            groups.append(key[1])
+        members[c].append(t.id)
+        of_task[t.id] = c
+
+    def relieved(a: int, b: int, overlap: list[str]) -> list[str]:
+        """``overlap`` unless a group holding both classes shares all of it."""
+        for gi in set(groups[a]) & set(groups[b]):
             shared = [*track.shared_files, *track.parallel_groups[gi].shared_resources]
             overlap = files_overlap(files[a], files[b], shared)
             if not overlap:
-                break
-        else:
-            kept.append((a, b, overlap))
-    return kept
+                return []
+        return overlap
+
+    meets: list[dict[int, list[str]]] = [{} for _ in members]
+    for c in range(len(members)):
+        if len(members[c]) > 1:
+            overlap = relieved(c, c, files_overlap(files[c], files[c], track.shared_files))
+            if overlap:
+                meets[c][c] = overlap
+    for a, b, overlap in overlapping_index_pairs(files, track.shared_files):
+        overlap = relieved(a, b, overlap)
+        if overlap:
+            meets[a][b] = overlap
+            meets[b][a] = overlap
+    for c, row in enumerate(meets):  # in class order, as pairs are listed
+        meets[c] = dict(sorted(row.items()))
+    return ConflictClasses(members, files, of_task, meets)
 
 
 def conflicting_pairs(track: Track) -> dict[str, set[str]]:
-    """For every task, the tasks it must never run concurrently with (overlapping files)."""
-    result: dict[str, set[str]] = {t.id: set() for t in track.tasks}
-    for a, b, _ in _conflicts(track):
-        result[a].add(b)
-        result[b].add(a)
-    return result
+    """For every task, the tasks it must never run concurrently with (overlapping files).
+
+    Quadratic in the size of a group of tasks sharing files: the scheduler uses
+    ``conflict_classes`` instead.
+    """
+    classes = conflict_classes(track)
+    return {t.id: classes.conflicting(t.id) for t in track.tasks}
 
 
 @dataclass(frozen=True)
@@ -81,9 +178,15 @@ class Plan:
     critical_length: float
     """Its length: estimated durations in seconds, 1.0 per task without an estimate."""
     conflicts: list[tuple[str, str, list[str]]]
-    """``(a, b, patterns)``: tasks with overlapping files that the DAG does not order."""
+    """``(a, b, patterns)``: tasks with overlapping files that the DAG does not order. Empty
+    when ``summarised``: more than ``PAIRS_LISTED`` pairs conflict."""
     priority: dict[str, float]
     """Longest remaining path from each task to the end of the track, the task included."""
+    classes: ConflictClasses = field(default_factory=lambda: ConflictClasses([], [], {}, []))
+    """Every conflict, by class of tasks with the same files (what the scheduler checks)."""
+    summarised: bool = False
+    """Too many pairs conflict to list: renderers show ``classes`` instead of ``conflicts``
+    (there, pairs the DAG orders are not taken out: they never run together anyway)."""
 
 
 def _duration(value: float | None) -> float:
@@ -96,20 +199,10 @@ def make_plan(track: Track) -> Plan:
     ids = [t.id for t in tasks]
     position = {tid: i for i, tid in enumerate(ids)}
     dependents: dict[str, list[str]] = {tid: [] for tid in ids}
-    pending: dict[str, int] = {}
     for t in tasks:
-        pending[t.id] = len(t.depends_on)
         for dep in t.depends_on:
             dependents[dep].append(t.id)
-    order: list[str] = []
-    ready = deque(t.id for t in tasks if not t.depends_on)
-    while ready:
-        tid = ready.popleft()
-        order.append(tid)
-        for child in dependents[tid]:
-            pending[child] -= 1
-            if pending[child] == 0:
-                ready.append(child)
+    order = list(TopologicalSorter({t.id: t.depends_on for t in tasks}).static_order())
 
     by_id = {t.id: t for t in tasks}
     level: dict[str, int] = {}
@@ -134,8 +227,10 @@ def make_plan(track: Track) -> Plan:
             critical.append(current)
     critical_length = priority[critical[0]] if critical else 0.0
 
-    conflicts = _unordered(_conflicts(track), by_id, order)
-    return Plan(levels, critical, critical_length, conflicts, priority)
+    classes = conflict_classes(track)
+    summarised = classes.pair_count() > PAIRS_LISTED
+    conflicts = [] if summarised else _unordered(classes.pairs(position), by_id, order)
+    return Plan(levels, critical, critical_length, conflicts, priority, classes, summarised)
 
 
 def _unordered(
@@ -204,7 +299,25 @@ def render_text(track: Track, plan: Plan) -> str:
     lines.append(f"critical path ({_length_text(track, plan)}):")
     lines.append(f"  {' -> '.join(plan.critical_path)}")
     lines.append("")
-    if plan.conflicts:
+    if plan.summarised:
+        sets = conflict_sets(plan)
+        tasks = sum(len(s["tasks"]) for s in sets)
+        lines.append(
+            f"never run together (overlapping files; {plan.classes.pair_count():,} pairs among"
+            f" {tasks:,} tasks, shown by sets of tasks with the same files):"
+        )
+        for s in sets:
+            ids = s["tasks"]
+            shown = ", ".join(ids[:SHOWN_PER_SET])
+            if len(ids) > SHOWN_PER_SET:
+                shown += f", … and {len(ids) - SHOWN_PER_SET:,} more"
+            count = f"{len(ids):,} task{'s' if len(ids) != 1 else ''}"
+            lines.append(f"  set {s['set']}: {count} ({shown}) changing {', '.join(s['files'])}")
+            rules = ["never two at once"] if s["alone"] else []
+            if s["with"]:
+                rules.append(f"never beside set {', '.join(str(w['set']) for w in s['with'])}")
+            lines.append(f"    {'; '.join(rules)}")
+    elif plan.conflicts:
         lines.append("never run together (overlapping files):")
         for a, b, files in plan.conflicts:
             lines.append(f"  {a}, {b} ({', '.join(files)})")
@@ -222,6 +335,36 @@ def render_text(track: Track, plan: Plan) -> str:
             suffix = f" ({'; '.join(extra)})" if extra else ""
             lines.append(f"  {group.id}: {', '.join(group.tasks)}{suffix}")
     return "\n".join(lines) + "\n"
+
+
+SHOWN_PER_SET = 5
+"""Task ids a summarised text plan shows per set; JSON lists them all."""
+
+
+def conflict_sets(plan: Plan) -> list[dict[str, Any]]:
+    """Conflicts by set of tasks with the same files, numbered from 1, sets with none left
+    out: ``{"set", "tasks", "files", "alone", "with": [{"set", "files"}]}``. ``alone``: two
+    of the set's own tasks never run at once; ``with``: the sets it never runs beside, and
+    the patterns through which they overlap."""
+    classes = plan.classes
+    number: dict[int, int] = {}
+    for c, meets in enumerate(classes.meets):
+        if meets:
+            number[c] = len(number) + 1
+    return [
+        {
+            "set": number[c],
+            "tasks": classes.members[c],
+            "files": classes.files[c],
+            "alone": c in classes.meets[c],
+            "with": [
+                {"set": number[d], "files": files}
+                for d, files in classes.meets[c].items()
+                if d != c
+            ],
+        }
+        for c in number
+    ]
 
 
 def _dot_quote(text: str) -> str:
@@ -242,6 +385,8 @@ def render_dot(track: Track, plan: Plan) -> str:
         for dep in task.depends_on:
             style = " [penwidth=2, color=red]" if (dep, task.id) in critical_edges else ""
             out.append(f"  {_dot_quote(dep)} -> {_dot_quote(task.id)}{style};")
+    if plan.summarised:
+        out.append(f"  // {plan.classes.pair_count():,} conflicting pairs: see --format json")
     for a, b, files in plan.conflicts:
         label = _dot_quote(", ".join(files))
         out.append(
@@ -266,6 +411,8 @@ def render_mermaid(track: Track, plan: Plan) -> str:
     for task in track.tasks:
         for dep in task.depends_on:
             out.append(f"  {node[dep]} --> {node[task.id]}")
+    if plan.summarised:
+        out.append(f"  %% {plan.classes.pair_count():,} conflicting pairs: see --format json")
     for a, b, _ in plan.conflicts:
         out.append(f"  {node[a]} -.- {node[b]}")
     if plan.critical_path:
@@ -284,6 +431,8 @@ def plan_dict(track: Track, plan: Plan) -> dict[str, Any]:
         "critical_path": plan.critical_path,
         "critical_length": plan.critical_length,
         "conflicts": [{"tasks": [a, b], "files": files} for a, b, files in plan.conflicts],
+        "conflicts_summarised": plan.summarised,
+        "conflict_sets": conflict_sets(plan),
         "priority": plan.priority,
         "parallel_groups": [g.model_dump(mode="json") for g in track.parallel_groups],
     }

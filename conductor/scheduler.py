@@ -5,9 +5,10 @@
 1. take the track's run lock (one conductor per track), open the bus, replay it;
 2. recover from whatever happened before: attempts that were in flight when a previous
    conductor died are recorded as WORKER_LOST, their orphaned processes ended, their locks
-   broken and worker directories removed; tasks whose definition changed since they completed
-   (hash per task), everything downstream of ``--from``, and tasks that failed for good in an
-   earlier run are reset (TASK_RESET) so they run again;
+   broken and worker directories removed; tasks whose definition or ``inputs`` changed since
+   they completed (hash per task, ``conductor.inputs``) with everything downstream of them,
+   ``--from`` and everything downstream of it, and tasks that failed for good in an earlier
+   run are reset (TASK_RESET) so they run again (``conductor.preview.stale_reasons``);
 3. dispatch every task whose own dependencies are complete (or skipped), up to
    ``max_parallel``, never two tasks with overlapping ``files`` at once (unless shared), the
    task with the longest remaining path first;
@@ -24,6 +25,7 @@ back (``conductor.state``), so a resumed run continues from exactly what was rec
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import os
 import signal
@@ -31,24 +33,28 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.abc
-import structlog
 
 from conductor.bus import Bus, Durability
-from conductor.commands import (
+from conductor.commands import append_log, run_command, tail
+from conductor.contract import (
+    ATTEMPT_ENV,
+    BUS_ENV,
+    PRIVATE_ENV,
+    REPO_ENV,
+    STATE_DIR_ENV,
     TAG_ENV,
-    append_log,
-    reap_attempt,
-    reap_orphans,
-    run_command,
-    run_tag,
-    tail,
+    TASK_ENV,
+    TOKEN_ENV,
+    TRACK_ENV,
+    WORKER_DIR_ENV,
+    WORKER_ENV,
 )
 from conductor.copies import GitError
 from conductor.errors import ConductorError, StateError, UserError
@@ -60,6 +66,7 @@ from conductor.executors.base import (
     Sandbox,
     needs_of,
 )
+from conductor.inputs import task_hash
 from conductor.isolation import Isolation, Judgement, Workspace, printable
 from conductor.landing import (
     CHANGED_IN_HEAD,
@@ -68,11 +75,14 @@ from conductor.landing import (
     commit_message,
     finish_landing,
 )
-from conductor.locks import PathLocks, RunLock
-from conductor.logs import ensure_logging
+from conductor.limits import LimitGate, backoff_from_env, utc_text
+from conductor.locks import PathLocks, RunLock, bus_notifier
+from conductor.logs import ensure_logging, structlog  # structlog without rich
 from conductor.messages import Message, MessageType
 from conductor.paths import StateDir
-from conductor.plan import conflicting_pairs, is_shared, make_plan
+from conductor.plan import is_shared, make_plan
+from conductor.preview import select_tasks, stale_reasons
+from conductor.processes import reap_attempt, reap_orphans, run_tag
 from conductor.sandbox import INSTALL_HINT as SANDBOX_HINT
 from conductor.sandbox import sandbox_wrapper
 from conductor.sandbox import unavailable as sandbox_unavailable
@@ -85,7 +95,7 @@ from conductor.state import (
     load_state,
     save_cache,
 )
-from conductor.track import Task, Track
+from conductor.track import Agent, Task, Track
 from conductor.watch import BusWatcher
 from conductor.workers import (
     WorkerDirs,
@@ -95,12 +105,18 @@ from conductor.workers import (
     worker_id,
 )
 
+if TYPE_CHECKING:
+    from conductor.executors.api_errors import ApiStop
+
 log = structlog.get_logger("conductor.scheduler")
 
 ExecutorFactory = Callable[[Task], Executor]
 """Picks the executor of a task; the default runs ``run:`` in a shell and the rest in Claude."""
 
-RunStatus = Literal["complete", "failed", "interrupted", "budget"]
+RunStatus = Literal["complete", "failed", "interrupted", "budget", "rejected", "auth"]
+
+Approver = Callable[[str, dict[str, Any]], Awaitable[tuple[bool, str]]]
+"""Asks a person: given the plan as text and as data, returns (approved, reason)."""
 
 CACHE_EVERY = 5000
 """Messages between rewrites of the status cache during a run."""
@@ -108,16 +124,14 @@ CACHE_EVERY = 5000
 RESCAN_EVERY = 30.0
 """Seconds between sweeps of the bus directory for stray files during a run."""
 
-_PRIVATE_ENV = (
-    "CONDUCTOR_WORKER_TOKEN",
-    "CONDUCTOR_WORKER_DIR",
-    "CONDUCTOR_STATE_DIR",
-    "CONDUCTOR_BUS_DIR",
-    "CONDUCTOR_REPO",
-)
-"""Variables that name the state directory or prove a worker's identity."""
-
-EXIT_CODES: dict[RunStatus, int] = {"complete": 0, "failed": 1, "budget": 4, "interrupted": 130}
+EXIT_CODES: dict[RunStatus, int] = {
+    "complete": 0,
+    "failed": 1,
+    "budget": 4,
+    "rejected": 6,
+    "auth": 7,
+    "interrupted": 130,
+}
 
 
 @dataclass(frozen=True)
@@ -132,16 +146,34 @@ class RunOptions:
     """Override the track's ``max_parallel`` (CLI ``-j``)."""
     from_task: str | None = None
     """Rerun this task and everything downstream of it."""
+    only: tuple[str, ...] = ()
+    """Run only these tasks and what they depend on (``conductor.preview.select_tasks``);
+    empty runs every task."""
     durability: Durability = Durability.NONE
     """Bus durability: ``none`` survives kill -9, ``fsync`` survives power loss."""
     executors: ExecutorFactory | None = None
     """Executor per task; None uses the built-in shell and Claude executors."""
     wait_for_approval: bool = False
-    """Dispatch nothing until a person posts APPROVE for the track."""
+    """Dispatch nothing until a person approves this run (``conductor.approval``); the
+    track's ``approval: required`` asks the same."""
+    adhoc: bool = False
+    """Infer agents that tasks name but nobody defined (``conductor.inference``), as the
+    track's ``adhoc: true`` does; otherwise such a name is an error."""
+    agent_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Agent name → fixed ``role`` / ``goal`` for inference (``--agent-role``/``--agent-goal``)."""
+    approver: Approver | None = None
+    """Asks a person at the approval pause (the CLI's prompt on a TTY); an APPROVE or REJECT
+    on the bus answers too, whichever comes first."""
     handle_signals: bool = True
     """Turn SIGINT/SIGTERM into a clean interruption (main thread only)."""
     rescan_interval: float = 0.5
     """Seconds between bus rescans (the truth when file-system events are lost)."""
+    executor: Literal["local", "ray"] | None = None
+    """Where attempts run (CLI ``--executor``); None uses the track's ``executor``. Ignored
+    when ``executors`` is given."""
+    ray_address: str | None = None
+    """The Ray cluster to run on with ``executor: ray`` (CLI ``--address``); None uses
+    ``RAY_ADDRESS``, else a cluster started on this machine (``conductor.distributed``)."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +183,7 @@ class RunResult:
     track: str
     """The track id."""
     status: RunStatus
-    """complete, failed, interrupted or budget."""
+    """complete, failed, interrupted, budget or rejected."""
     completed: list[str] = field(default_factory=list)
     """Tasks complete at the end (this run or an earlier one)."""
     skipped: list[str] = field(default_factory=list)
@@ -168,6 +200,9 @@ class RunResult:
     """Seconds this run took."""
     state_dir: Path | None = None
     """The track's run-state directory."""
+    reason: str = ""
+    """Why a rejected run was rejected, or why the API refused a run stopped with ``auth``
+    (naming the variables that carry the credentials)."""
 
     @property
     def exit_code(self) -> int:
@@ -175,8 +210,11 @@ class RunResult:
         return EXIT_CODES[self.status]
 
 
-def default_executors() -> ExecutorFactory:
-    """Shell for tasks with ``run:``, a Claude session for the others (created lazily)."""
+def default_executors(
+    executor: Literal["local", "ray"] = "local", address: str | None = None
+) -> ExecutorFactory:
+    """Shell for tasks with ``run:``, a Claude session for the others (created lazily);
+    with ``executor="ray"`` each attempt runs as a Ray task on a cluster at ``address``."""
     from conductor.executors.shell import ShellExecutor
 
     shell = ShellExecutor()
@@ -191,6 +229,10 @@ def default_executors() -> ExecutorFactory:
             claude.append(claude_executor_from_env())
         return claude[0]
 
+    if executor == "ray":
+        from conductor.distributed import ray_executors
+
+        return ray_executors(pick, address)
     return pick
 
 
@@ -198,7 +240,13 @@ async def run_track(track: Track, options: RunOptions | None = None) -> RunResul
     """Run (or resume) ``track``; raises ``LockHeldError`` if another conductor runs it."""
     ensure_logging()  # log lines go to stderr even when the caller set nothing up
     _use_pidfd_child_watcher()
-    return await Scheduler(track, options or RunOptions()).run()
+    scheduler = Scheduler(track, options or RunOptions())
+    try:
+        return await scheduler.run()
+    except OSError as exc:
+        if not _cannot_write(exc, scheduler.sd.root):
+            raise
+        raise _unwritable(exc, scheduler.sd.root) from exc
 
 
 def _use_pidfd_child_watcher() -> None:
@@ -230,15 +278,21 @@ class Scheduler:
     """One run of one track. Use ``run_track``; this class holds the run's state."""
 
     def __init__(self, track: Track, options: RunOptions) -> None:
+        if options.only:
+            track = select_tasks(track, options.only).track
         self.track = track
         self.options = options
         self.repo = options.repo.resolve()
         self.sd = StateDir.for_track(self.repo, track.id, options.state_root)
         self.max_parallel = max(1, options.max_parallel or track.max_parallel)
-        self.executors = options.executors or default_executors()
+        self.executors = options.executors or default_executors(
+            options.executor or track.executor, options.ray_address
+        )
         self.plan = make_plan(track)
-        self.conflicts = conflicting_pairs(track)
-        self.hashes = {t.id: track.task_hash(t.id) for t in track.tasks}
+        self.classes = self.plan.classes
+        self.class_running = [0] * len(self.classes.members)
+        """Running attempts per conflict class: a task may start when no class it meets has one."""
+        self.hashes = {t.id: self._hash(t.id) for t in track.tasks}
         self.shared: dict[str, list[str]] = {t.id: list(track.shared_files) for t in track.tasks}
         for group in track.parallel_groups:
             for tid in group.tasks:
@@ -261,6 +315,14 @@ class Scheduler:
         self._wake = anyio.Event()
         self._tracking = False
         self._announced_wait = False
+        self._approval_plan: dict[str, Any] = {}
+        self.limits = LimitGate(backoff=backoff_from_env())
+        """Holds dispatch while the API is limited (``conductor.limits``)."""
+        self.halted: ApiStop | None = None
+        """The API refused the credentials: the run stops (exit 7)."""
+        self._limit_logged: float | None = None
+        self.gated = False
+        """This run asked for approval: nothing is dispatched before an APPROVE."""
         self._cached_at = 0
         self._bus: Bus | None = None
         self._locks: PathLocks | None = None
@@ -335,16 +397,6 @@ class Scheduler:
         """Wake the dispatch loop."""
         self._wake.set()
 
-    def _notify_lock(self, mtype: str, payload: dict[str, Any]) -> None:
-        worker = payload.get("worker")
-        self.bus.post(
-            mtype,
-            task=payload.get("task"),
-            worker=worker if isinstance(worker, str) else None,
-            attempt=payload.get("attempt") if isinstance(payload.get("attempt"), int) else None,
-            payload=payload,
-        )
-
     # --- readiness --------------------------------------------------------------------
 
     def _on_transition(self, tid: str, old: TaskStatus, new: TaskStatus) -> None:
@@ -393,8 +445,21 @@ class Scheduler:
             return None
         return self.track.budget_usd - self.spent()
 
+    def _attempt_budget(self, task: Task) -> float | None:
+        """What an attempt at ``task`` may spend: the track's unspent budget, and what the
+        task's earlier attempts under its current definition left of its ``max_budget_usd``
+        (so a retry never gets a fresh cap)."""
+        caps = [self._budget_left()]
+        if task.max_budget_usd is not None:
+            spent = self.state.task(task.id).spent_by_hash.get(self.hashes[task.id], 0.0)
+            caps.append(float(task.max_budget_usd) - spent)
+        known = [c for c in caps if c is not None]
+        return min(known) if known else None
+
     def _dispatch(self, tg: anyio.abc.TaskGroup) -> None:
-        if self.options.wait_for_approval and not self.state.approved:
+        if self.gated and self.state.approval != "approved":
+            return
+        if self.halted is not None or self._limited():
             return
         left = self._budget_left()
         if left is not None and left <= 0:
@@ -415,9 +480,12 @@ class Scheduler:
                 or self.unsatisfied[tid]
             ):
                 continue
-            if self.conflicts.get(tid, set()) & self.running.keys():
-                deferred.append(entry)
-                continue
+            c = self.classes.of_task.get(tid)
+            if c is not None:
+                if any(self.class_running[d] for d in self.classes.meets[c]):
+                    deferred.append(entry)
+                    continue
+                self.class_running[c] += 1
             self.running[tid] = anyio.CancelScope()
             tg.start_soon(self._attempt, tid, name=f"attempt {tid}")
         # Equal entries are dropped: a task is pushed again whenever it becomes ready.
@@ -434,7 +502,7 @@ class Scheduler:
         with RunLock(self.sd, self.track.id):
             self._bus = Bus.for_state(self.sd, self.track.id, durability=self.options.durability)
             try:
-                self._locks = PathLocks(self.sd.locks, notify=self._notify_lock)
+                self._locks = PathLocks(self.sd.locks, notify=bus_notifier(self.bus))
                 structlog.contextvars.bind_contextvars(track=self.track.id)
                 self._load_state()
                 self.post(
@@ -445,6 +513,8 @@ class Scheduler:
                         "tasks": len(self.tasks),
                         "max_parallel": self.max_parallel,
                         "from": self.options.from_task,
+                        "only": list(self.options.only) or None,
+                        "source": self._source(),
                         "run": self.state.runs + 1,
                     },
                 )
@@ -454,11 +524,13 @@ class Scheduler:
                 self._workers = WorkerDirs(self.sd.workers, new_secret(self.sd.workers))
                 self._reset_stale()
                 self._init_readiness()
+                await self._infer_agents()
+                self._ask_approval()
                 try:
                     with self._sentinel(needs_copies):
                         await self._loop()
                 except BaseExceptionGroup as group:
-                    raise _state_error(group) or group from group
+                    raise _state_error(group, self.sd.root) or group from group
                 return self._finish(time.monotonic() - started)
             finally:
                 if self._workers is not None:
@@ -468,8 +540,22 @@ class Scheduler:
                 structlog.contextvars.unbind_contextvars("track")
 
     def _preflight(self) -> bool:
-        """Refuse to start what cannot run safely (copies outside git, no sandbox) before
-        anything is written; True when some attempt will need a copy."""
+        """Refuse to start what cannot run (an unknown ``from_task``, a worker template that
+        does not render, an agent that does not resolve) or cannot run safely (copies outside
+        git, no sandbox) before anything is written; True when some attempt will need a copy.
+
+        The template and agent checks are ``conductor validate``'s
+        (``conductor.templates.check_templates``), for tracks with tasks that have no ``run``.
+        """
+        if self.options.from_task is not None:
+            self.track.task(self.options.from_task)  # a UserError with a suggestion
+        if any(not task.run for task in self.track.tasks):
+            from conductor.templates import check_templates
+
+            adhoc = self.options.adhoc and not self.track.adhoc
+            check_templates(
+                self.track.model_copy(update={"adhoc": True}) if adhoc else self.track, self.repo
+            )
         needs = [needs_of(self.executors(t), t) for t in self.track.tasks]
         copies = any(n.copy for n in needs)
         if copies:
@@ -601,22 +687,20 @@ class Scheduler:
         except ValueError:
             return str(path)
 
+    def _source(self) -> str | None:
+        """The track file, relative to the checkout when inside it (``bus post`` reads it)."""
+        if self.track.source is None:
+            return None
+        return self._rel(Path(os.path.abspath(self.track.source)))
+
+    def _hash(self, tid: str) -> str:
+        """The task's hash now: its definition and the content of its ``inputs``."""
+        return task_hash(self.track, tid, self.repo, (self.sd.root.parent,))
+
     def _reset_stale(self) -> None:
-        """Reset changed tasks (and downstream), ``--from`` (and downstream), failed tasks."""
-        reasons: dict[str, str] = {}
-        for tid in self.tasks:
-            ts = self.state.task(tid)
-            if ts.status is TaskStatus.COMPLETE and ts.hash != self.hashes[tid]:
-                reasons.setdefault(tid, "definition changed since it completed")
-                for down in self.track.descendants(tid):
-                    reasons.setdefault(down, f"upstream task {tid} changed")
-            elif ts.status is TaskStatus.FAILED:
-                reasons.setdefault(tid, "failed in an earlier run; trying again")
-        if self.options.from_task:
-            start = self.track.task(self.options.from_task).id
-            reasons[start] = "rerun requested with --from"
-            for down in self.track.descendants(start):
-                reasons.setdefault(down, f"downstream of --from {start}")
+        """Reset changed tasks (and downstream), ``--from`` (and downstream), failed tasks
+        (``conductor.preview.stale_reasons``)."""
+        reasons = stale_reasons(self.track, self.state, self.hashes, self.options.from_task)
         for tid in self.tasks:  # file order keeps the bus readable
             reason = reasons.get(tid)
             if reason is None:
@@ -636,25 +720,170 @@ class Scheduler:
                 tg.start_soon(self._rescan_every, RESCAN_EVERY, name="bus rescan")
                 if self.options.handle_signals:
                     tg.start_soon(self._signals, tg.cancel_scope, name="signals")
+                if self.gated:
+                    tg.start_soon(self._approval_answers, name="approval")
+                if self.state.limit_until is not None:  # a wait an earlier run began
+                    self.limits.until = self.state.limit_until
                 while True:
                     self.sync()
-                    if self.interrupted:
+                    if self.interrupted or (self.halted is not None and not self.running):
                         break
                     self._dispatch(tg)
-                    if not self.running and not self._waiting():
+                    if not self.running and not self._waiting() and not self._limited():
                         break
-                    await self._wake.wait()
+                    with anyio.move_on_after(self.limits.remaining() or None):
+                        await self._wake.wait()  # or until the API's limit resets
                     self._wake = anyio.Event()
                 tg.cancel_scope.cancel()
 
+    def _limited(self) -> bool:
+        """True while a LIMIT_WAIT holds dispatch and something waits to start; says once
+        per wait until when."""
+        until = self.limits.until
+        if self.limits.remaining() <= 0:
+            if until is not None or self._limit_logged is not None:
+                log.info("API limit over; dispatching again")
+                self._limit_logged = None
+            return False
+        if not self.ready:
+            return False
+        if self._limit_logged != until:
+            self._limit_logged = until
+            log.warning(
+                "API limit: starting nothing new until it resets (Ctrl-C stops; run resumes)",
+                until=utc_text(self.limits.until or 0.0),
+            )
+        return True
+
+    def _defer(
+        self, task: Task, attempt: int, wid: str, outcome: Outcome, common: dict[str, Any]
+    ) -> None:
+        """An attempt stopped on the API: TASK_DEFERRED (not counted), then wait out a limit
+        (LIMIT_WAIT) or stop the run on refused credentials (``conductor.limits``)."""
+        stop = outcome.api_stop
+        assert stop is not None
+        error = outcome.error or stop.describe()
+        self.post(
+            MessageType.TASK_DEFERRED,
+            task=task.id,
+            worker=wid,
+            attempt=attempt,
+            payload={"error": error, "counted": False, **common},
+        )
+        if stop.stops_run:
+            if self.halted is None:
+                self.halted = stop
+                log.error("stopping the run", error=error)
+                for scope in self.running.values():
+                    scope.cancel()
+            return
+        self.limits.hit(stop)
+        self.post(MessageType.LIMIT_WAIT, task=task.id, payload=self.limits.payload(stop, task.id))
+
     def _waiting(self) -> bool:
-        """True while the run should idle rather than end: waiting for a person's APPROVE."""
-        if self.options.wait_for_approval and not self.state.approved:
+        """True while the run should idle rather than end: waiting for a person's answer."""
+        if self.gated and self.state.approval == "pending":
             if not self._announced_wait:
                 self._announced_wait = True
-                log.info("waiting for approval", hint=f"conductor bus post {self.track.id} APPROVE")
+                log.info(
+                    "waiting for approval",
+                    hint=f"conductor approve {self.track.id} / conductor reject {self.track.id}",
+                )
             return True
         return False
+
+    async def _infer_agents(self) -> None:
+        """With ``adhoc``, give each task naming an agent defined nowhere an inferred one:
+        the bus's when an earlier run inferred it, else from one batched question."""
+        if not (self.options.adhoc or self.track.adhoc):
+            return
+        from conductor.inference import infer, missing
+
+        track = self.track.model_copy(
+            update={"adhoc": True, "inferred_agents": self._inferred_on_bus()}
+        )
+        needed = missing(track, self.repo)
+        if needed:
+            result = await infer(
+                track,
+                self.repo,
+                needed,
+                overrides=self.options.agent_overrides,
+                max_budget_usd=self._budget_left(),
+                log_path=self.sd.logs / "agents.inference.log",
+            )
+            share = result.cost_usd / len(result.agents)
+            for name, agent in result.agents.items():
+                payload: dict[str, Any] = {
+                    "agent": agent.model_dump(exclude_none=True),
+                    "cost_usd": share,
+                    "tasks": [task.id for task in needed[name]],
+                }
+                if name in result.fallbacks:
+                    payload["fallback"] = result.fallbacks[name]
+                    log.warning("agent fallback", agent=name, reason=result.fallbacks[name])
+                else:
+                    log.info("agent inferred", agent=name, role=agent.role)
+                self.post(MessageType.AGENT_INFERRED, payload=payload)
+        fixed = self.options.agent_overrides
+        inferred = {
+            name: agent.model_copy(update=fixed.get(name, {}))
+            for name, agent in self._inferred_on_bus().items()
+        }
+        self.track = track.model_copy(update={"inferred_agents": inferred})
+
+    def _inferred_on_bus(self) -> dict[str, Agent]:
+        """The agents runs inferred, as recorded on the bus (unreadable entries skipped)."""
+        out: dict[str, Agent] = {}
+        for name, definition in self.state.inferred_agents.items():
+            try:
+                out[name] = Agent.model_validate(definition)
+            except ValueError:
+                log.warning("unreadable AGENT_INFERRED on the bus; inferring again", agent=name)
+        return out
+
+    def _ask_approval(self) -> None:
+        """With approval asked for and something to run, post APPROVAL_REQUESTED with the
+        plan of this run and hold every dispatch until an answer posted after it."""
+        if not (self.options.wait_for_approval or self.track.approval == "required"):
+            return
+        from conductor.approval import summary
+
+        to_run = [tid for tid in self.tasks if self.state.task(tid).status is TaskStatus.PENDING]
+        if not to_run:
+            return
+        self._approval_plan = summary(self.track, self.repo, to_run)
+        self.post(MessageType.APPROVAL_REQUESTED, payload=self._approval_plan)
+        self.gated = True
+
+    async def _approval_answers(self) -> None:
+        """Ask the approver and end the wait at ``approval_timeout``, whichever answers first;
+        an answer from the bus cancels both (the loop cancels this task when the run ends)."""
+        async with anyio.create_task_group() as tg:
+            if self.options.approver is not None:
+                tg.start_soon(self._ask_approver)
+            timeout = self.track.approval_timeout
+            if timeout is not None:
+                await anyio.sleep(timeout)
+                self._answer(False, f"nobody approved the run within {timeout:g}s", "timeout")
+                tg.cancel_scope.cancel()
+
+    async def _ask_approver(self) -> None:
+        from conductor.approval import render
+
+        assert self.options.approver is not None
+        plan = self._approval_plan
+        approved, reason = await self.options.approver(render(self.track.id, plan), plan)
+        self._answer(approved, reason, "prompt")
+
+    def _answer(self, approved: bool, reason: str, by: str) -> None:
+        """Post the answer unless one is already on the bus."""
+        self.sync()
+        if self.state.approval != "pending":
+            return
+        kind = MessageType.APPROVE if approved else MessageType.REJECT
+        self.post(kind, payload={"reason": reason, "by": by})
+        self.kick()
 
     async def _watch(self, watcher: BusWatcher) -> None:
         """Wake the loop when the bus holds messages it has not applied (another process's,
@@ -691,6 +920,8 @@ class Scheduler:
         wid = worker_id(tid, attempt)
         feedback = ts.feedback if ts.failures else None
         structlog.contextvars.bind_contextvars(task_id=tid, worker_id=wid)
+        if task.inputs:  # its dependencies are done: hash the inputs this attempt will see
+            self.hashes[tid] = self._hash(tid)
         self.post(
             MessageType.TASK_DISPATCHED,
             task=tid,
@@ -716,6 +947,8 @@ class Scheduler:
                 self._close_copy(run, outcome)
                 self.live_cost.pop(wid, None)
                 del self.running[tid]
+                if (c := self.classes.of_task.get(tid)) is not None:
+                    self.class_running[c] -= 1
                 self.kick()
 
     def _close_copy(self, run: _AttemptRun, outcome: Outcome | None) -> None:
@@ -766,10 +999,10 @@ class Scheduler:
                     return Outcome(ok=False, error=f"cannot lock {path}: {exc}")
         worker_dir, token = self.workers.create(task.id, attempt)
         env = {
-            "CONDUCTOR_TRACK": self.track.id,
-            "CONDUCTOR_TASK": task.id,
-            "CONDUCTOR_ATTEMPT": str(attempt),
-            "CONDUCTOR_WORKER": wid,
+            TRACK_ENV: self.track.id,
+            TASK_ENV: task.id,
+            ATTEMPT_ENV: str(attempt),
+            WORKER_ENV: wid,
         }
         ws: Workspace | None = None
         if needs.copy:
@@ -794,7 +1027,7 @@ class Scheduler:
             )
             # An attempt in a copy never learns where the bus is, and holds no token: the
             # variables are blanked, not just left out, so this process's own do not leak.
-            env.update({name: "" for name in _PRIVATE_ENV})
+            env.update({name: "" for name in PRIVATE_ENV})
             env.update({TAG_ENV: run_tag(self.sd.bus), "TMPDIR": str(ws.tmp)})
             # Python's byte-code caches would count as changes of the copy.
             env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
@@ -802,11 +1035,11 @@ class Scheduler:
         else:
             env.update(
                 {
-                    "CONDUCTOR_WORKER_TOKEN": token,
-                    "CONDUCTOR_WORKER_DIR": str(worker_dir),
-                    "CONDUCTOR_STATE_DIR": str(self.sd.root.parent),
-                    "CONDUCTOR_BUS_DIR": str(self.sd.bus),
-                    "CONDUCTOR_REPO": str(self.repo),
+                    TOKEN_ENV: token,
+                    WORKER_DIR_ENV: str(worker_dir),
+                    STATE_DIR_ENV: str(self.sd.root.parent),
+                    BUS_ENV: str(self.sd.bus),
+                    REPO_ENV: str(self.repo),
                 }
             )
         sandbox = None
@@ -832,22 +1065,29 @@ class Scheduler:
             feedback=feedback,
             token=token,
             env=env,
-            budget_left_usd=self._budget_left(),
+            budget_left_usd=self._attempt_budget(task),
             locks=self.locks,
             bus=self.bus,
             workdir=ws.path if ws is not None else None,
             tmp_dir=ws.tmp if ws is not None else None,
             sandbox=sandbox,
         )
-        outcome = await self._run_executor(ctx, executor)
+        try:
+            outcome = await self._run_executor(ctx, executor)
+        finally:
+            if ws is not None:
+                # Nothing the attempt started outlives it, a cancelled attempt's included
+                # (a timeout, a SKIP, Ctrl-C), nor goes on changing its copy while it is judged.
+                with anyio.CancelScope(shield=True):
+                    ended = await anyio.to_thread.run_sync(reap_attempt, self.sd.bus, wid)
+                if ended:
+                    log.warning("ended processes the attempt left running", pids=ended)
         if ws is not None:
-            # Nothing the attempt started may go on changing its copy while it is judged.
-            ended = await anyio.to_thread.run_sync(reap_attempt, self.sd.bus, wid)
-            if ended:
-                log.warning("ended processes the attempt left running", pids=ended)
             outcome = await self._judge(ctx, run, ws, outcome)
         if outcome.ok and task.verify:
             outcome = await self._verify(ctx, outcome)
+        if outcome.ok and ws is not None and task.reviewed:
+            outcome = await self._review(ctx, run, ws, outcome)
         if outcome.ok and ws is not None:
             with anyio.CancelScope(shield=True):
                 outcome = await anyio.to_thread.run_sync(self._land, ctx, run, ws, outcome)
@@ -898,6 +1138,49 @@ class Scheduler:
                     f"{', '.join(removed[:20])}\n",
                 )
         return outcome
+
+    async def _review(
+        self, ctx: AttemptContext, run: _AttemptRun, ws: Workspace, outcome: Outcome
+    ) -> Outcome:
+        """Have a reviewer score the attempt (``conductor.review``); below the threshold the
+        attempt fails with the review as feedback, for good after ``max_rounds``."""
+        from conductor.review import review_attempt
+
+        task = ctx.task
+        assert task.review is not None and run.judgement is not None
+        rounds = self.state.task(task.id).review_rounds + 1
+        diff = await anyio.to_thread.run_sync(self.isolation.diff_text, ws, run.judgement.state)
+        verdict = await review_attempt(
+            self.track,
+            task,
+            task.review,
+            repo=self.repo,
+            workdir=ws.path,
+            diff=diff,
+            log_path=ctx.log_path.with_suffix(".review.log"),
+            max_budget_usd=self._budget_left(),
+        )
+        payload: dict[str, Any] = {
+            "round": rounds,
+            "max_rounds": task.review.max_rounds,
+            "score": verdict.score,
+            "threshold": task.review.threshold,
+            "passed": verdict.passed,
+            "scores": verdict.scores,
+            "comments": verdict.comments,
+            "agent": verdict.agent,
+            "cost_usd": verdict.cost_usd,
+        }
+        if verdict.error:
+            payload["error"] = verdict.error
+        ctx.post(MessageType.REVIEW_RESULT, payload=payload)
+        self.sync()
+        if verdict.passed:
+            return replace(outcome, extra={**outcome.extra, "review_score": verdict.score})
+        final = rounds >= task.review.max_rounds
+        return replace(
+            outcome, ok=False, retryable=not final, error=verdict.feedback(rounds, task.review)
+        )
 
     def _land(
         self, ctx: AttemptContext, run: _AttemptRun, ws: Workspace, outcome: Outcome
@@ -1015,7 +1298,11 @@ class Scheduler:
                 worker=wid,
                 attempt=attempt,
                 payload={
-                    "reason": "skipped by a person" if skipped else "interrupted",
+                    "reason": "skipped by a person"
+                    if skipped
+                    else "stopped: the API refused the credentials"
+                    if self.halted is not None
+                    else "interrupted",
                     "duration": round(duration, 3),
                 },
             )
@@ -1037,6 +1324,10 @@ class Scheduler:
             if value:
                 common[key] = value
         common.update(outcome.extra)
+        if outcome.api_stop is not None and not outcome.ok:
+            self._defer(task, attempt, wid, outcome, common)
+            return
+        self.limits.ok()
         if outcome.ok:
             self.post(
                 MessageType.TASK_COMPLETE,
@@ -1057,12 +1348,14 @@ class Scheduler:
         output = tail(log_path, 1500)
         error = outcome.error or "failed"
         feedback = error if not output.strip() else f"{error}\n\nLast output:\n{output}"
+        lost = outcome.worker_lost  # its machine died: a WORKER_LOST that counts as a failure
         self.post(
-            MessageType.TASK_FAILED,
+            MessageType.TASK_FAILED if lost is None else MessageType.WORKER_LOST,
             task=task.id,
             worker=wid,
             attempt=attempt,
             payload={
+                **({} if lost is None else {**lost, "counted": True, "reason": error}),
                 "error": error,
                 "final": final,
                 "timed_out": outcome.timed_out,
@@ -1073,7 +1366,7 @@ class Scheduler:
                 **common,
             },
         )
-        log.warning("task failed", error=error, final=final, attempt=attempt)
+        log.info("task failed", error=error, final=final, attempt=attempt)
         if not final:
             self.post(
                 MessageType.TASK_RETRY,
@@ -1105,9 +1398,15 @@ class Scheduler:
                 MessageType.BUDGET_EXCEEDED,
                 payload={"budget_usd": self.track.budget_usd, "spent_usd": self.spent()},
             )
-        if self.interrupted:
+        if self.halted is not None:
+            status = "auth"
+            end = MessageType.TRACK_FAILED
+        elif self.interrupted:
             status = "interrupted"
             end = MessageType.TRACK_INTERRUPTED
+        elif self.gated and self.state.approval == "rejected":
+            status = "rejected"
+            end = MessageType.TRACK_FAILED
         elif not unfinished:
             status = "complete"
             end = MessageType.TRACK_COMPLETE
@@ -1120,6 +1419,11 @@ class Scheduler:
         result = RunResult(
             track=self.track.id,
             status=status,
+            reason=self.state.approval_reason
+            if status == "rejected"
+            else self.halted.describe()
+            if self.halted is not None
+            else "",
             completed=by.get(TaskStatus.COMPLETE, []),
             skipped=by.get(TaskStatus.SKIPPED, []),
             failed=failed,
@@ -1140,16 +1444,50 @@ class Scheduler:
                 "pending": result.pending,
                 "cost_usd": result.cost_usd,
                 "duration": result.duration,
+                **({"rejected": result.reason} if status == "rejected" else {}),
+                **({"auth": result.reason} if status == "auth" else {}),
             },
         )
         return result
 
 
-def _state_error(group: BaseExceptionGroup[BaseException]) -> StateError | None:
-    """The first ``StateError`` in ``group``, re-worded for a run it ended (None if none)."""
-    found: BaseException | None = group.subgroup(lambda exc: isinstance(exc, StateError))
+_UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+"""Why a state directory cannot be written: permissions, a read-only or full file system."""
+
+
+def _cannot_write(exc: BaseException, root: Path) -> bool:
+    """Whether ``exc`` says the state directory ``root`` cannot be written: a permission, a
+    read-only or a full file system error on a path in it (or on one opened relative to a
+    directory of it, as the bus does)."""
+    if not isinstance(exc, OSError) or exc.errno not in _UNWRITABLE:
+        return False
+    if exc.filename is None:
+        return True
+    name = os.fsdecode(exc.filename)
+    return not os.path.isabs(name) or Path(name).is_relative_to(root)
+
+
+def _unwritable(exc: OSError, root: Path) -> StateError:
+    """The error for a state directory the run cannot write (exit 5)."""
+    name = os.fsdecode(exc.filename) if exc.filename is not None else ""
+    where = f" ({name})" if name and os.path.isabs(name) else ""
+    return StateError(
+        f"cannot write to the state directory {root}{where}: {exc.strerror or exc}; make it "
+        "writable (or free space) and run again to resume",
+        path=root,
+    )
+
+
+def _state_error(group: BaseExceptionGroup[BaseException], root: Path) -> StateError | None:
+    """The first ``StateError`` in ``group`` (or an ``OSError`` that says the state directory
+    ``root`` cannot be written), re-worded for a run it ended (None if none)."""
+    found: BaseException | None = group.subgroup(
+        lambda exc: isinstance(exc, StateError) or _cannot_write(exc, root)
+    )
     while isinstance(found, BaseExceptionGroup):
         found = found.exceptions[0]
+    if isinstance(found, OSError):
+        found = _unwritable(found, root)
     if not isinstance(found, StateError):
         return None
     return StateError(

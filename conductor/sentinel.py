@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from conductor.commands import TAG_ENV
+from conductor.contract import TAG_ENV
 
 KillFn = Callable[[int, str], None]
 """``on_kill(pid, path)``: a holder of ``path`` was killed."""

@@ -11,12 +11,24 @@ Rules (the resume semantics live here):
 - TASK_FAILED: the attempt failed; ``final`` in the payload says the task failed for good,
   otherwise it is pending again and the failure counts toward ``max_attempts``.
 - WORKER_LOST: the attempt ended without a result (conductor killed, interrupted); pending
-  again, not counted as a failure.
+  again, not counted as a failure. One with ``counted`` (a cluster node died under the
+  attempt) counts toward ``max_attempts``, and with ``final`` the task failed for good.
+- TASK_DEFERRED: the attempt stopped on the API (a usage or rate limit, an overload, refused
+  credentials), not on the task: pending again, never counted toward ``max_attempts``; its
+  cost counts like a failed attempt's.
+- LIMIT_WAIT: the API is limited until ``until`` (Unix time): a run dispatches nothing before
+  then, a resumed one included (``conductor.limits``).
 - TASK_RESET: pending again with no failures counted (definition changed, ``--from``, or a
   new run retrying a task that had failed for good).
 - SKIP (a person's): skipped; dependents may start. Only a TASK_RESET or a TASK_COMPLETE
   changes a skipped task again.
-- APPROVE: the track is approved (``run --approve`` waits for it).
+- AGENT_INFERRED: an agent a run inferred (``conductor.inference``); later runs reuse it.
+  Its cost counts toward the track's.
+- REVIEW_RESULT: a reviewer scored an attempt; rounds count until a TASK_RESET, and the
+  review's cost counts toward the task's and the track's.
+- APPROVAL_REQUESTED: a run with approval asks; the first APPROVE or REJECT for the whole
+  track after it answers (``run --approve`` waits for that). Answers posted before a run asked
+  count for nothing.
 - LANDING: the running attempt's accepted work is being committed; a conductor that dies
   before TASK_COMPLETE leaves it for resume to finish (``conductor.landing``).
 - COPY_REMOVED with ``kept``: a failed attempt's copy stays for inspection.
@@ -32,8 +44,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from conductor.atomic import write_atomic
 from conductor.errors import StateError
 from conductor.messages import Message, MessageType
 from conductor.paths import open_state_file
@@ -92,8 +105,17 @@ class TaskState:
     """A failed attempt's copy kept for inspection (until the next run)."""
     reverting: dict[str, Any] | None = None
     """A REVERTING payload whose TASK_RESET never came (``conductor revert`` was cut off)."""
+    review_rounds: int = 0
+    """REVIEW_RESULT messages since the last reset: rounds of review spent."""
+    review_score: float | None = None
+    """The newest review's score (0–100)."""
     denials: int = 0
     """TOOL_DENIED messages of the task's attempts."""
+    attempt_hash: str | None = None
+    """The definition hash the newest attempt was dispatched under."""
+    spent_by_hash: dict[str, float] = field(default_factory=dict)
+    """Cost of the task's attempts per definition hash: ``max_budget_usd`` caps the sum under
+    the current definition (a changed definition, a raised budget included, starts anew)."""
 
 
 @dataclass
@@ -110,14 +132,22 @@ class TrackState:
     """Id of that message (validates caches)."""
     runs: int = 0
     """TRACK_STARTED messages seen."""
-    approved: bool = False
-    """An APPROVE for the whole track was posted."""
+    approval: Literal["pending", "approved", "rejected"] | None = None
+    """The answer to the newest APPROVAL_REQUESTED: pending until an APPROVE or REJECT for the
+    whole track follows it; None when no run asked. An answer posted before a run asked for
+    it never counts for that run."""
+    approval_reason: str = ""
+    """What the REJECT (or APPROVE) said."""
     cost_usd: float = 0.0
     """Cost of every attempt, summed."""
     ended: str | None = None
     """Type of the last TRACK_COMPLETE / TRACK_FAILED / TRACK_INTERRUPTED, if the run ended."""
     notes: int = 0
     """NOTE messages seen."""
+    inferred_agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Agent definitions inferred by runs (AGENT_INFERRED), by name; the newest wins."""
+    limit_until: float | None = None
+    """The latest LIMIT_WAIT's ``until`` (Unix time): nothing is dispatched before it."""
 
     def task(self, task_id: str) -> TaskState:
         """The state of ``task_id`` (created pending if never mentioned)."""
@@ -146,8 +176,45 @@ class TrackState:
                     changed = True
         return out
 
+    def rows(
+        self, task_ids: Iterable[str], deps: Callable[[str], list[str]]
+    ) -> list[dict[str, Any]]:
+        """One JSON-ready row per task, as ``conductor status`` shows it: its status (from
+        ``view``), attempts, failures, duration, cost, landed commit, denied writes, the
+        newest review score and the review rounds spent, the kept copy of a failed attempt,
+        and the last error while it is failed or pending again."""
+        order = list(task_ids)
+        view = self.view(order, deps)
+        rows: list[dict[str, Any]] = []
+        for tid in order:
+            ts = self.task(tid)
+            rows.append(
+                {
+                    "task": tid,
+                    "status": view[tid].value,
+                    "attempts": ts.attempts,
+                    "failures": ts.failures,
+                    "duration": ts.duration,
+                    "cost_usd": round(ts.cost_usd, 6),
+                    "commit": ts.commit,
+                    "denials": ts.denials,
+                    "review_score": ts.review_score,
+                    "review_rounds": ts.review_rounds,
+                    "kept_copy": ts.kept_copy,
+                    "error": ts.last_error
+                    if view[tid] in (TaskStatus.FAILED, TaskStatus.PENDING)
+                    else None,
+                }
+            )
+        return rows
+
 
 Transition = Callable[[str, TaskStatus, TaskStatus], None]
+
+_CHARGED = frozenset(
+    {MessageType.TASK_COMPLETE, MessageType.TASK_FAILED, MessageType.TASK_DEFERRED}
+)
+"""Attempt ends whose ``cost_usd`` counts toward the task's ``max_budget_usd``."""
 
 
 def apply(state: TrackState, msg: Message, on_transition: Transition | None = None) -> None:
@@ -167,11 +234,26 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
     ):
         state.ended = mtype
         return
-    if mtype == MessageType.APPROVE and msg.task is None:
-        state.approved = True
+    if mtype == MessageType.APPROVAL_REQUESTED:
+        state.approval = "pending"
+        state.approval_reason = ""
+        return
+    if mtype in (MessageType.APPROVE, MessageType.REJECT) and msg.task is None:
+        if state.approval == "pending":
+            state.approval = "approved" if mtype == MessageType.APPROVE else "rejected"
+            state.approval_reason = str(payload.get("reason") or payload.get("text") or "")
         return
     if mtype == MessageType.NOTE:
         state.notes += 1
+        return
+    if mtype == MessageType.LIMIT_WAIT:
+        state.limit_until = _float(payload.get("until"))
+        return
+    if mtype == MessageType.AGENT_INFERRED:
+        agent = payload.get("agent")
+        if isinstance(agent, dict) and isinstance(agent.get("name"), str):
+            state.inferred_agents[agent["name"]] = agent
+        state.cost_usd += _float(payload.get("cost_usd")) or 0.0
         return
     if msg.task is None:
         return
@@ -185,6 +267,8 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
         ts.started = None
         ts.landing = None
         ts.reverting = None
+        dispatched_hash = payload.get("hash")
+        ts.attempt_hash = dispatched_hash if isinstance(dispatched_hash, str) else None
         if ts.status is not TaskStatus.SKIPPED:
             ts.status = TaskStatus.RUNNING
     elif mtype == MessageType.WORKER_STARTED:
@@ -230,15 +314,35 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
         state.cost_usd += _float(payload.get("cost_usd")) or 0.0
         if ts.status is not TaskStatus.SKIPPED:
             ts.status = TaskStatus.FAILED if payload.get("final") else TaskStatus.PENDING
+    elif mtype == MessageType.TASK_DEFERRED:
+        ts.in_flight = None
+        ts.started = None
+        ts.landing = None
+        ts.last_error = str(payload.get("error") or "deferred")
+        ts.cost_usd += _float(payload.get("cost_usd")) or 0.0
+        state.cost_usd += _float(payload.get("cost_usd")) or 0.0
+        if ts.status is TaskStatus.RUNNING:
+            ts.status = TaskStatus.PENDING
     elif mtype == MessageType.WORKER_LOST:
         if msg.attempt is None or ts.in_flight == msg.attempt:
             ts.in_flight = None
             ts.started = None
             ts.landing = None
+            if payload.get("counted"):  # a cluster node died under it: counts as a failure
+                ts.failures += 1
+                ts.last_error = str(payload.get("reason") or "worker lost")
+                ts.feedback = ts.last_error
             if ts.status is TaskStatus.RUNNING:
-                ts.status = TaskStatus.PENDING
+                final = payload.get("counted") and payload.get("final")
+                ts.status = TaskStatus.FAILED if final else TaskStatus.PENDING
+    elif mtype == MessageType.REVIEW_RESULT:
+        ts.review_rounds += 1
+        ts.review_score = _float(payload.get("score"))
+        ts.cost_usd += _float(payload.get("cost_usd")) or 0.0
+        state.cost_usd += _float(payload.get("cost_usd")) or 0.0
     elif mtype == MessageType.TASK_RESET:
         ts.status = TaskStatus.PENDING
+        ts.review_rounds = 0
         ts.failures = 0
         ts.hash = None
         ts.commit = None
@@ -247,6 +351,9 @@ def apply(state: TrackState, msg: Message, on_transition: Transition | None = No
         ts.feedback = None
     elif mtype == MessageType.SKIP and ts.status is not TaskStatus.COMPLETE:
         ts.status = TaskStatus.SKIPPED
+    if mtype in _CHARGED and ts.attempt_hash is not None:
+        cost = _float(payload.get("cost_usd")) or 0.0
+        ts.spent_by_hash[ts.attempt_hash] = ts.spent_by_hash.get(ts.attempt_hash, 0.0) + cost
     if on_transition is not None and ts.status is not old:
         on_transition(ts.id, old, ts.status)
 
@@ -270,7 +377,7 @@ def replay(
 # --- the status cache ---------------------------------------------------------------------
 
 CACHE_NAME = "state.json"
-CACHE_VERSION = 3
+CACHE_VERSION = 5
 
 
 def save_cache(cache_dir: Path, state: TrackState) -> None:
@@ -278,17 +385,11 @@ def save_cache(cache_dir: Path, state: TrackState) -> None:
     data = {k: v for k, v in state.__dict__.items() if k != "tasks"}
     data["version"] = CACHE_VERSION
     data["tasks"] = {tid: ts.__dict__ for tid, ts in state.tasks.items()}
-    target = cache_dir / CACHE_NAME
-    tmp = cache_dir / f".{CACHE_NAME}.{os.getpid()}.tmp"
     try:
         cache_dir.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, separators=(",", ":"))
-        os.replace(tmp, target)
+        write_atomic(cache_dir / CACHE_NAME, json.dumps(data, separators=(",", ":")))
     except OSError:
-        # A cache is an optimisation: failing to write it must never fail a run.
-        tmp.unlink(missing_ok=True)
+        pass  # a cache is an optimisation: failing to write it must never fail a run
 
 
 def load_cache(cache_dir: Path, track_id: str) -> TrackState | None:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 import conductor
 from conductor.agents import (
@@ -53,13 +53,13 @@ from conductor.agents import (
     ResolvedAgent,
     TaskSpec,
     TrackSpec,
+    frontmatter_doc,
     read_frontmatter,
-    validation_error,
-    yaml_key_lines,
 )
+from conductor.contract import qualified
 from conductor.errors import StateError, TemplateError, UserError
-from conductor.executors.tool_names import qualified
 from conductor.paths import StateDir, check_repo_path, refuse_symlink
+from conductor.yamldoc import validate
 
 Layer = Literal["track", "repo", "built-in"]
 
@@ -235,11 +235,9 @@ def parse_template(path: Path, layer: Layer) -> Template:
     """Read and validate one template file (frontmatter and placeholder syntax)."""
     doc = read_frontmatter(path, TemplateError, "template")
     text, fm_text, raw, body_line = doc.text, doc.fm_text, doc.data, doc.body_line
-    key_lines = yaml_key_lines(fm_text, 2)
-    try:
-        meta = TemplateMeta.model_validate(raw)
-    except ValidationError as exc:
-        raise validation_error(exc, path, key_lines, TemplateError, TemplateMeta) from exc
+    fm_doc = frontmatter_doc(path, doc, TemplateError)
+    key_lines = {str(key[0]): line for key, line in fm_doc.lines.items() if len(key) == 1}
+    meta = validate(fm_doc, TemplateMeta, raw)
     if meta.name != path.stem:
         raise _frontmatter_error(
             f"name {meta.name!r} does not match the file name {path.name!r}",

@@ -17,17 +17,15 @@ path.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
 import re
-import types
 from collections import deque
-from collections.abc import Iterator, Sequence
-from datetime import date
+from collections.abc import Sequence
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -36,17 +34,18 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from conductor.errors import TrackError, UserError
-from conductor.paths import check_name, check_repo_path
-from conductor.plan import overlapping_pairs
+from conductor.errors import ConductorError, TrackError, UserError
+from conductor.globs import overlapping_pairs
+from conductor.paths import check_name, check_repo_path, track_file
 from conductor.yamldoc import Doc as _Doc
-from conductor.yamldoc import DocPath, read_yaml
+from conductor.yamldoc import DocPath, first_of, read_yaml, validate
+from conductor.yamldoc import describe as _describe
 from conductor.yamldoc import fmt_path as _fmt_path
+from conductor.yamldoc import suggest as _suggest
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """Task, group, agent and track ids (seed ids like ``1.1`` included); never ``..``."""
@@ -243,6 +242,42 @@ def _phase(value: Any) -> Any:
     raise ValueError(f"a phase is a number or a name, got {_describe(value)}")
 
 
+RESOURCE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+"""A resource name in ``resources:`` (``cpus``, ``memory``, ``gpus`` or a custom one)."""
+
+_MEMORY_UNITS = {
+    "": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
+    "gb": 1000**3, "t": 1000**4, "tb": 1000**4, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+    "tib": 2**40,
+}
+_MEMORY_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
+
+
+def _resources(value: Any) -> Any:
+    """``resources:``: what one attempt needs where it runs (``executor: ray``), as names to
+    non-negative amounts; ``memory`` is bytes or a size with a unit (``512MiB``, ``2GB``)."""
+    if value is None:
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"resources is a mapping of names to amounts, got {_describe(value)}")
+    amounts: dict[str, float] = {}
+    for name, amount in value.items():
+        if not isinstance(name, str) or not RESOURCE_RE.fullmatch(name):
+            raise ValueError(f"resource name {name!r} must match {RESOURCE_RE.pattern}")
+        if name == "memory" and isinstance(amount, str):
+            match = _MEMORY_RE.fullmatch(amount)
+            unit = match.group(2).lower() if match else ""
+            if match is None or unit not in _MEMORY_UNITS:
+                raise ValueError(f"memory {amount!r} is not a size like 512MiB or 2GB")
+            amount = float(match.group(1)) * _MEMORY_UNITS[unit]
+        if isinstance(amount, bool) or not isinstance(amount, int | float):
+            raise ValueError(f"resource {name!r} needs a number, got {_describe(amount)}")
+        if not math.isfinite(amount) or amount < 0:
+            raise ValueError(f"resource {name!r} must be a non-negative number, got {amount}")
+        amounts[name] = float(amount)
+    return amounts
+
+
 TaskId = Annotated[str, AfterValidator(_task_id)]
 TrackId = Annotated[str, AfterValidator(_track_id)]
 AgentName = Annotated[str, AfterValidator(_agent_name)]
@@ -257,7 +292,13 @@ Count = Annotated[int, Field(strict=True, ge=1)]
 Money = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, allow_inf_nan=False)]
 Timeout = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
 Duration = Annotated[float, BeforeValidator(_duration)]
+
+Approval = Literal["required", "none"]
+"""``approval: required`` makes every run pause for a person's APPROVE, as ``--approve`` does."""
 Phase = Annotated[int | str, BeforeValidator(_phase)]
+Resources = Annotated[dict[str, float], BeforeValidator(_resources)]
+ExecutorKind = Literal["local", "ray"]
+"""Where attempts run: this machine, or a Ray cluster (``conductor.distributed``)."""
 
 
 class _Model(BaseModel):
@@ -294,6 +335,23 @@ class Network(_Model):
     allowed_domains: Strings = Field(default_factory=list)
 
 
+class Review(_Model):
+    """``review:``: after verify passes, a reviewer session scores the attempt's diff
+    (``conductor.review``); below ``threshold`` the task goes back to its worker."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent: AgentName | None = None
+    """The reviewer: an agent whose system prompt and model the review uses (default: a
+    generic code reviewer)."""
+    criteria: Strings = Field(default_factory=list)
+    """What to score, 0–100 each (default: the task's ``acceptance``)."""
+    threshold: Annotated[int, Field(ge=0, le=100, strict=True)] = 70
+    """The lowest mean score that passes."""
+    max_rounds: Annotated[int, Field(ge=1, le=3, strict=True)] = 3
+    """Reviews of one task before a rejection fails it for good (at most 3)."""
+
+
 class Task(_Model):
     """One node of the DAG, with the track's ``defaults`` already applied."""
 
@@ -304,6 +362,7 @@ class Task(_Model):
     type: TaskType = DEFAULT_TYPE
     depends_on: TaskIdList = Field(default_factory=list)
     files: RepoPathList = Field(default_factory=list)
+    inputs: RepoPathList = Field(default_factory=list)
     acceptance: Strings = Field(default_factory=list)
     verify: Strings = Field(default_factory=list)
     agent: AgentName | None = None
@@ -319,6 +378,8 @@ class Task(_Model):
     phase: Phase | None = None
     estimated_duration: Duration | None = None
     isolation: Isolation | None = None
+    resources: Resources | None = None
+    review: Review | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -339,7 +400,17 @@ class Task(_Model):
                 "isolation: checkout is only for shell tasks (`run:`); a Claude task always "
                 "works in its own copy of the repository"
             )
+        if self.review is not None and not self.in_copy:
+            raise ValueError(
+                "review: reads the attempt's diff from its own copy: give this shell task "
+                "isolation: copy"
+            )
         return self
+
+    @property
+    def reviewed(self) -> bool:
+        """A reviewer scores the attempts (``review:``, or the defaults' for work in a copy)."""
+        return self.review is not None
 
     @property
     def in_copy(self) -> bool:
@@ -377,12 +448,20 @@ class Track(_Model):
     shared_files: RepoPathList = Field(default_factory=list)
     sandbox: OnOff = True
     network: Network = Field(default_factory=lambda: Network())
+    approval: Approval = "none"
+    approval_timeout: Duration | None = None
+    executor: ExecutorKind = "local"
+    adhoc: Annotated[bool, Field(strict=True)] = False
+    inferred_agents: dict[str, Agent] = Field(default_factory=dict)
+    """Agents a run inferred for tasks naming one defined nowhere (``conductor.inference``);
+    never written in a track file."""
     source: Path | None = None
 
     _by_id: dict[str, Task] = PrivateAttr(default_factory=dict)
     _dependents: dict[str, list[str]] = PrivateAttr(default_factory=dict)
     _hashes: dict[str, str] = PrivateAttr(default_factory=dict)
     _notes: list[str] | None = PrivateAttr(default=None)
+    _agent_lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_graph(self) -> Track:
@@ -447,16 +526,23 @@ class Track(_Model):
         """sha256 of the task's canonical JSON (defaults applied, keys sorted, nulls left out).
 
         It changes exactly when the task's definition changes; key order in the file and
-        fields left at null do not matter.
+        fields left at null do not matter, nor does an empty ``inputs``. The content of the
+        files ``inputs`` names is added by ``conductor.inputs.task_hash``.
         """
         cached = self._hashes.get(task_id)
         if cached is None:
             dumped = self.task(task_id).model_dump(mode="json")
-            data = {k: v for k, v in dumped.items() if v is not None}
+            data = {
+                k: v for k, v in dumped.items() if v is not None and (v or k != "inputs")
+            }
             canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             cached = hashlib.sha256(canonical.encode()).hexdigest()
             self._hashes[task_id] = cached
         return cached
+
+    def agent_line(self, task_id: str) -> int | None:
+        """The line of ``task_id``'s ``agent:`` in the track file, when loaded from one."""
+        return self._agent_lines.get(task_id)
 
     def notes(self) -> list[str]:
         """Things worth telling the user that are not errors (tasks naming undefined agents)."""
@@ -481,6 +567,8 @@ class _Defaults(_Model):
     max_budget_usd: Money | None = None
     permission_mode: PermissionMode | None = None
     isolation: Isolation | None = None
+    resources: Resources | None = None
+    review: Review | None = None
 
 
 class _AgentSpec(_Model):
@@ -529,6 +617,10 @@ class _TrackFile(_Model):
     shared_files: RepoPathList = Field(default_factory=list)
     sandbox: OnOff = True
     network: Network = Field(default_factory=lambda: Network())
+    approval: Approval = "none"
+    approval_timeout: Duration | None = None
+    executor: ExecutorKind = "local"
+    adhoc: Annotated[bool, Field(strict=True)] = False
 
 
 _DEFAULTABLE = tuple(_Defaults.model_fields)
@@ -538,13 +630,12 @@ _DEFAULTABLE = tuple(_Defaults.model_fields)
 
 
 def load_track(path: Path) -> Track:
-    """Load and validate the track at ``path`` (a file, or a directory with ``track.yaml``).
+    """Load and validate the track at ``path`` (a file, or a directory with ``track.yaml``,
+    or else ``track.yml``).
 
     Raises ``TrackError`` for every problem in the file, naming its line and field.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "track.yaml"
+    path = track_file(Path(path))
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -601,7 +692,7 @@ def _parse(text: str, source: Path | None, display: Path) -> Track:
         )
     if "tasks" not in data and "dag" not in data:
         raise doc.error((), "the track has no tasks: add a `tasks:` list (or `dag: nodes:`)")
-    spec = _validate(doc, _TrackFile, data, ())
+    spec = validate(doc, _TrackFile, data, ())
 
     raw_tasks: list[Task] = []
     task_path: DocPath = ("tasks",)
@@ -627,7 +718,7 @@ def _parse(text: str, source: Path | None, display: Path) -> Track:
         ]
 
     tasks = [_apply_defaults(task, spec.defaults) for task in raw_tasks]
-    problems: list[TrackError] = []
+    problems: list[ConductorError] = []
     for index, field, message, at, other in _graph_problems(tasks):
         prefix = (*task_path, index)
         if other is not None:
@@ -636,7 +727,7 @@ def _parse(text: str, source: Path | None, display: Path) -> Track:
     if not problems:
         problems += _group_problems(doc, tasks, task_path, groups, spec.shared_files)
     if problems:
-        _raise_first(problems)
+        raise first_of(problems)
 
     agents = {
         name: Agent(name=name, **a.model_dump(exclude={"name"})) for name, a in spec.agents.items()
@@ -656,9 +747,19 @@ def _parse(text: str, source: Path | None, display: Path) -> Track:
         shared_files=spec.shared_files,
         sandbox=spec.sandbox,
         network=spec.network,
+        approval=spec.approval,
+        approval_timeout=spec.approval_timeout,
+        executor=spec.executor,
+        adhoc=spec.adhoc,
         source=source,
     )
     track._notes = _agent_notes(track, (doc, task_path))
+    track._agent_lines = {
+        task.id: line
+        for index, task in enumerate(tasks)
+        if task.agent is not None
+        and (line := doc.line((*task_path, index, "agent"))) is not None
+    }
     return track
 
 
@@ -679,7 +780,7 @@ def _prepare_track_meta(doc: _Doc, data: dict[str, Any]) -> None:
         if "track" not in data:
             raise doc.error((), "missing `track:` (the track's id, e.g. `track: auth-refactor`)")
         return
-    parsed = _validate(doc, _TrackMeta, meta, ("track",))
+    parsed = validate(doc, _TrackMeta, meta, ("track",))
     data["track"] = parsed.id
     if parsed.description is not None:
         if "description" in data:
@@ -717,98 +818,9 @@ def _apply_defaults(task: Task, defaults: _Defaults) -> Task:
         for name in _DEFAULTABLE
         if name not in task.model_fields_set and getattr(defaults, name) is not None
     }
+    if "review" in update and task.run and update.get("isolation", task.isolation) != "copy":
+        del update["review"]  # the defaults' review is for work done in a copy
     return task.model_copy(update=update) if update else task
-
-
-def _raise_first(problems: list[TrackError]) -> None:
-    problems.sort(key=lambda e: e.line or 0)
-    first = problems[0]
-    if len(problems) > 1:
-        more = len(problems) - 1
-        first.message += f" (and {more} more problem{'s' if more > 1 else ''})"
-        first.args = (first.message,)
-    raise first
-
-
-# --------------------------------------------------------------------------- schema errors
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _validate(doc: _Doc, model: type[_M], data: Any, prefix: DocPath) -> _M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = [_schema_problem(doc, model, err, prefix) for err in exc.errors()]
-        _raise_first(problems)
-        raise AssertionError("unreachable") from None
-
-
-def _schema_problem(doc: _Doc, model: type[BaseModel], err: Any, prefix: DocPath) -> TrackError:
-    loc: DocPath = tuple(p for p in err["loc"] if p != "[key]")
-    kind = err["type"]
-    value = err.get("input")
-    if kind == "extra_forbidden":
-        name = str(loc[-1])
-        target = _model_at(model, loc[:-1])
-        allowed = list(target.model_fields) if target is not None else []
-        hint = _suggest(name, allowed)
-        listed = f"; allowed: {', '.join(allowed)}" if allowed else ""
-        return doc.error((*prefix, *loc), f"unknown field {name!r}{hint}{listed}")
-    if kind == "missing":
-        parent = (*prefix, *loc[:-1])
-        return doc.error(parent, f"missing required field {loc[-1]!r}")
-    message = str(err["msg"])
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        message = f"expected a mapping of fields, got {_describe(value)}"
-    elif kind == "list_type":
-        message = f"expected a list, got {_describe(value)}"
-    elif kind != "value_error":
-        message = f"{message}, got {_describe(value)}"
-    return doc.error((*prefix, *loc), message)
-
-
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin is Union or origin is types.UnionType:
-            options = [a for a in get_args(annotation) if a is not type(None)]
-            models = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
-            if models:
-                annotation = models[0]
-            elif len(options) == 1:
-                annotation = options[0]
-            else:
-                return annotation
-        else:
-            return annotation
-
-
-def _model_at(root: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
-    """The model class that validates the value at ``loc`` under ``root``."""
-    annotation: Any = root
-    for part in loc:
-        annotation = _unwrap(annotation)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(part) if isinstance(part, str) else None
-            if field is None:
-                return None
-            annotation = field.annotation
-        elif get_origin(annotation) is list and isinstance(part, int):
-            annotation = get_args(annotation)[0]
-        elif get_origin(annotation) is dict:
-            annotation = get_args(annotation)[1]
-        else:
-            return None
-    annotation = _unwrap(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
 
 
 # --------------------------------------------------------------------------- graph checks
@@ -849,34 +861,16 @@ def _graph_problems(tasks: Sequence[Task]) -> list[_Problem]:
 
 
 def _find_cycle(tasks: Sequence[Task]) -> list[str] | None:
-    """One dependency cycle ``[a, b, c]`` (a depends on b, b on c, c on a), or None.
-
-    Iterative depth-first search; the cycle is rotated to start at its first task in file order.
-    """
-    deps = {t.id: t.depends_on for t in tasks}
+    """One dependency cycle ``[a, b, c]`` (a depends on b, b on c, c on a), or None; the
+    cycle starts at its first task in file order."""
     order = {t.id: i for i, t in enumerate(tasks)}
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-    for root in deps:
-        if root in state:
-            continue
-        stack: list[tuple[str, Iterator[str]]] = [(root, iter(deps[root]))]
-        state[root] = 1
-        while stack:
-            node, children = stack[-1]
-            for child in children:
-                mark = state.get(child)
-                if mark == 1:
-                    path = [n for n, _ in stack]
-                    cycle = path[path.index(child) :]
-                    start = min(range(len(cycle)), key=lambda i: order[cycle[i]])
-                    return cycle[start:] + cycle[:start]
-                if mark is None and child in deps:
-                    state[child] = 1
-                    stack.append((child, iter(deps[child])))
-                    break
-            else:
-                state[node] = 2
-                stack.pop()
+    try:
+        TopologicalSorter({t.id: t.depends_on for t in tasks}).prepare()
+    except CycleError as exc:
+        # graphlib lists each node before one that depends on it, the first node again last.
+        cycle = list(reversed(exc.args[1][1:]))
+        start = min(range(len(cycle)), key=lambda i: order.get(cycle[i], len(order)))
+        return cycle[start:] + cycle[:start]
     return None
 
 
@@ -886,11 +880,11 @@ def _group_problems(
     task_path: DocPath,
     groups: Sequence[tuple[ParallelGroup, DocPath]],
     shared_files: Sequence[str],
-) -> list[TrackError]:
+) -> list[ConductorError]:
     """Parallel groups that contradict the DAG or their own ``conflict_free`` claim."""
     if not groups:
         return []
-    problems: list[TrackError] = []
+    problems: list[ConductorError] = []
     by_id = {t.id: t for t in tasks}
     first_group: dict[str, int] = {}
     for group, path in groups:
@@ -953,21 +947,7 @@ def _group_problems(
 
 def _topological(tasks: Sequence[Task]) -> list[str]:
     """Task ids so that every task comes after its dependencies (the graph is acyclic)."""
-    pending = {t.id: len(t.depends_on) for t in tasks}
-    dependents: dict[str, list[str]] = {t.id: [] for t in tasks}
-    for t in tasks:
-        for dep in t.depends_on:
-            dependents[dep].append(t.id)
-    ready = deque(t.id for t in tasks if not t.depends_on)
-    out: list[str] = []
-    while ready:
-        tid = ready.popleft()
-        out.append(tid)
-        for child in dependents[tid]:
-            pending[child] -= 1
-            if pending[child] == 0:
-                ready.append(child)
-    return out
+    return list(TopologicalSorter({t.id: t.depends_on for t in tasks}).static_order())
 
 
 def _agent_notes(track: Track, where: tuple[_Doc, DocPath] | None) -> list[str]:
@@ -981,8 +961,8 @@ def _agent_notes(track: Track, where: tuple[_Doc, DocPath] | None) -> list[str]:
         ids = [track.tasks[i].id for i in indexes]
         shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
         text = (
-            f"agent {name!r} (used by {shown}) is not defined in this track; it will be taken"
-            " from .claude/agents/ or inferred from the task"
+            f"agent {name!r} (used by {shown}) is not defined in this track; it is taken"
+            " from .claude/agents/ (or inferred, with --adhoc)"
         )
         if where is not None:
             doc, task_path = where
@@ -991,28 +971,3 @@ def _agent_notes(track: Track, where: tuple[_Doc, DocPath] | None) -> list[str]:
             text = f"{doc.display}:{line}: {_fmt_path(path)}: {text}"
         notes.append(text)
     return notes
-
-
-# --------------------------------------------------------------------------- small helpers
-
-
-def _suggest(name: str, choices: Any) -> str:
-    if not isinstance(name, str):
-        return ""
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, date):
-        return f"the date {value.isoformat()} (quote it to make it text)"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,9 +1,11 @@
 """Wake an async waiter when a message appears on the bus.
 
-On Linux ``BusWatcher`` opens an inotify descriptor through watchdog's inotify binding
-(``watchdog.observers.inotify_c``), watching the bus directory for created and moved-in
-entries (a message is published by linking it into place), and reads it from the event loop
-itself: no thread, and a burst of events costs one read. Elsewhere it runs a watchdog
+On Linux ``BusWatcher`` opens an inotify descriptor (libc's ``inotify_init1`` and
+``inotify_add_watch``, called through ctypes), watching the bus directory for created and
+moved-in entries (a message is published by linking it into place), and reads it from the
+event loop itself: no thread, and a burst of events costs one read. (watchdog's own binding,
+``watchdog.observers.inotify_c``, loads its observer package with it, which takes longer than a
+short run's own work.) Elsewhere it runs a watchdog
 ``Observer`` (not recursive, created and moved events) whose thread wakes the event loop
 through ``anyio.from_thread.run_sync``. The Observer is not the default on Linux because it
 handles every event in three Python threads: with the conductor's own posts that cost a
@@ -20,7 +22,6 @@ Messages posted by this process do not need the observer: call ``poke()`` after 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sys
 import threading
@@ -37,6 +38,10 @@ from conductor.bus import Bus
 from conductor.logs import get_logger
 
 log = get_logger(__name__)
+
+_IN_CREATE = 0x100
+_IN_MOVED_TO = 0x80
+"""inotify events for a new entry in a directory (``<sys/inotify.h>``)."""
 
 
 class BusWatcher:
@@ -201,23 +206,20 @@ def _open_inotify(directory: str) -> int | None:
     """A non-blocking inotify descriptor watching ``directory`` for new entries, or None."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
-        from watchdog.observers.inotify_c import (
-            InotifyConstants,
-            inotify_add_watch,
-            inotify_init,
-        )
-    except (ImportError, OSError):  # no inotify in this libc
+        libc = ctypes.CDLL(None, use_errno=True)
+        init1, add_watch = libc.inotify_init1, libc.inotify_add_watch
+    except (OSError, AttributeError):  # no inotify in this libc
         return None
-    fd = inotify_init()
+    add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+    fd: int = init1(os.O_NONBLOCK | os.O_CLOEXEC)  # IN_NONBLOCK and IN_CLOEXEC are these flags
     if fd < 0:
         return None
-    mask = InotifyConstants.IN_CREATE | InotifyConstants.IN_MOVED_TO
-    if inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
+    if add_watch(fd, os.fsencode(directory), _IN_CREATE | _IN_MOVED_TO) < 0:
         os.close(fd)
         return None
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
-    fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
     return fd
 
 

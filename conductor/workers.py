@@ -23,11 +23,19 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from conductor.atomic import TMP_PREFIX, write_atomic, writer_pid
+from conductor.contract import TOKEN_ENV, WORKER_ENV, WORKER_TYPES
 from conductor.errors import StateError, UserError
+from conductor.messages import HUMAN_TYPES, MessageType
 from conductor.paths import check_name, refuse_symlink
+
+if TYPE_CHECKING:
+    from conductor.track import Track
 
 SECRET_FILE = ".secret"
 
@@ -56,27 +64,18 @@ def new_secret(workers_root: Path) -> str:
 
     Half-written secrets of conductors that died while writing theirs are removed.
     """
-    for stale in workers_root.glob(f"{SECRET_FILE}.*"):
-        pid = stale.name.rsplit(".", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+    from conductor.processes import process_alive  # psutil: `bus post` has no use for it
+
+    # ``.secret.<pid>``: how earlier versions named a secret being written.
+    for stale in [*workers_root.glob(f"{TMP_PREFIX}*"), *workers_root.glob(f"{SECRET_FILE}.*")]:
+        pid = writer_pid(stale.name)
+        if pid is None and stale.name[len(SECRET_FILE) + 1 :].isdigit():
+            pid = int(stale.name[len(SECRET_FILE) + 1 :])
+        if pid is not None and pid != os.getpid() and not process_alive(pid):
             stale.unlink(missing_ok=True)
     secret = secrets.token_hex(32)
-    tmp = workers_root / f"{SECRET_FILE}.{os.getpid()}"
-    refuse_symlink(tmp)
-    tmp.unlink(missing_ok=True)
-    _write_private(tmp, json.dumps({"secret": secret, "pid": os.getpid()}))
-    os.replace(tmp, workers_root / SECRET_FILE)
+    write_atomic(workers_root / SECRET_FILE, json.dumps({"secret": secret, "pid": os.getpid()}))
     return secret
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read_secret(workers_root: Path) -> tuple[str, int] | None:
@@ -119,14 +118,6 @@ def create_worker_dir(
         remove_worker_dir(path)
         os.mkdir(path, 0o700)
     return path, token_for(secret, wid)
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def remove_worker_dir(path: Path) -> None:
@@ -249,5 +240,65 @@ def verify_token(workers_root: Path, wid: str, token: str) -> WorkerRecord:
         raise UserError(f"worker {wid!r} is not running (no live worker directory)")
     secret, pid = current
     if not token or not hmac.compare_digest(token, token_for(secret, wid)):
-        raise UserError(f"the token in CONDUCTOR_WORKER_TOKEN does not belong to worker {wid!r}")
+        raise UserError(f"the token in {TOKEN_ENV} does not belong to worker {wid!r}")
     return WorkerRecord(worker=wid, task=task, attempt=int(attempt_text), pid=pid)
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who a message posted from outside the conductor is posted as."""
+
+    task: str | None
+    """The task it is about."""
+    worker: str | None
+    """The worker it is signed by or about."""
+    attempt: int | None
+    """That worker's attempt (None for a person's message)."""
+
+
+def authorize_post(
+    workers_root: Path,
+    mtype: str,
+    *,
+    task: str | None,
+    worker: str | None,
+    environ: Mapping[str, str],
+    track: Track | None = None,
+) -> Author:
+    """Decide whether a message of ``mtype`` may be posted by whoever runs in ``environ``;
+    return what it is posted as, or raise ``UserError`` saying why not.
+
+    With ``TOKEN_ENV`` set, the poster is the worker ``WORKER_ENV`` names, if the token is
+    its own and it is running: it may post ``WORKER_TYPES``, about its own task only, and
+    the message is signed by it whatever ``task`` and ``worker`` say. Otherwise the poster
+    is a person, who may post ``HUMAN_TYPES`` (SKIP with a task, which must be one of
+    ``track``'s when it is given).
+    """
+    token = environ.get(TOKEN_ENV)
+    if token:
+        wid = environ.get(WORKER_ENV)
+        if not wid:
+            raise UserError(f"{TOKEN_ENV} is set but {WORKER_ENV} (the worker id) is not")
+        record = verify_token(workers_root, wid, token)
+        if mtype not in WORKER_TYPES:
+            allowed = ", ".join(sorted(WORKER_TYPES))
+            raise UserError(f"a worker may post only {allowed}; {mtype} is the conductor's")
+        if task is not None and task != record.task:
+            raise UserError(
+                f"worker {wid!r} works on task {record.task!r} and cannot post about {task!r}",
+                task_id=task,
+            )
+        if worker is not None and worker != record.worker:
+            raise UserError(f"worker {wid!r} cannot post as worker {worker!r}")
+        return Author(task=record.task, worker=record.worker, attempt=record.attempt)
+    if mtype not in HUMAN_TYPES:
+        allowed = ", ".join(sorted(HUMAN_TYPES))
+        raise UserError(
+            f"a person may post only {allowed}; {mtype} is written by the conductor or a "
+            f"worker (workers post with {WORKER_ENV} and {TOKEN_ENV} set)"
+        )
+    if mtype == MessageType.SKIP and task is None:
+        raise UserError("SKIP needs --task: the task to skip")
+    if task is not None and track is not None:
+        track.task(task)  # raises UserError naming the track and a suggestion
+    return Author(task=task, worker=worker, attempt=None)

@@ -11,14 +11,23 @@ its ratio to the bare interpreter's median, with PASS/FAIL against the bar:
   within 8x;
 - ``run`` of a one-task shell track (a fresh state directory each time): within 15x.
 
+For reference it also prints ``python -c "import click"``, below which no click command can
+start.
+
+The commands run with their bytecode cached, as an installed package has it (pip compiles it
+on install): when the environment forbids writing bytecode (``PYTHONDONTWRITEBYTECODE``), the
+cache goes to a scratch ``PYTHONPYCACHEPREFIX`` for the benchmark's processes, the bare
+interpreter's included. ``--no-bytecode-cache`` measures the environment as it is.
+
 Usage::
 
-    python scripts/bench_startup.py [--rounds 15]
+    python scripts/bench_startup.py [--rounds 15] [--no-bytecode-cache]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -37,35 +46,53 @@ def conductor_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "conductor"]
 
 
-def timed(argv: list[str], cwd: Path) -> float:
+def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
     """Run ``argv`` in ``cwd`` to its exit; return the wall seconds (it must exit 0)."""
     started = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return elapsed
 
 
-def prepare(repo: Path, cmd: list[str]) -> Path:
+def prepare(repo: Path, cmd: list[str], env: dict[str, str]) -> Path:
     """A repository with one commit and a one-task shell track that has run once."""
     track = write_track(repo / "track.yaml", TRACK, [{"id": "hello", "run": "true"}])
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
     subprocess.run([*git, "add", "track.yaml"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", "track"], cwd=repo, check=True)
-    timed([*cmd, "run", str(track)], repo)
+    timed([*cmd, "run", str(track)], repo, env)
     return track
+
+
+def bytecode_env(scratch: Path, cached: bool) -> tuple[dict[str, str], str]:
+    """The environment the commands run in, and a line saying how bytecode is handled."""
+    env = dict(os.environ)
+    if not cached:
+        return env, "bytecode: as the environment has it"
+    if env.pop("PYTHONDONTWRITEBYTECODE", None):
+        env["PYTHONPYCACHEPREFIX"] = str(scratch)
+        return env, f"bytecode: cached in {scratch} (PYTHONDONTWRITEBYTECODE is set here)"
+    return env, "bytecode: cached (as written next to the sources)"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="runs of each command")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="do not cache bytecode where the environment forbids writing it",
+    )
     args = parser.parse_args()
 
     cmd = conductor_command()
     repo = scratch_repo("startup")
+    env, bytecode = bytecode_env(repo / "pycache", not args.no_bytecode_cache)
     try:
-        track = prepare(repo, cmd)
+        track = prepare(repo, cmd, env)
+        timed([*cmd, "--help"], repo, env)  # bytecode of the command-line layer too
         runs = repo / "runs"
         commands: list[tuple[str, float, list[str]]] = [
             ("--version", 4, ["--version"]),
@@ -80,16 +107,24 @@ def main() -> int:
             ("run (one shell task)", 15, ["run", str(track), "--state-dir", "<fresh>"]),
         ]
         bare: list[float] = []
+        floor: list[float] = []
         times: dict[str, list[float]] = {name: [] for name, _, _ in commands}
         for i in range(args.rounds):
+            floor.append(timed([sys.executable, "-c", "import click"], repo, env))
             for name, _, argv in commands:
-                bare.append(timed([sys.executable, "-c", "pass"], repo))
+                bare.append(timed([sys.executable, "-c", "pass"], repo, env))
                 argv = [str(runs / str(i)) if a == "<fresh>" else a for a in argv]
-                times[name].append(timed([*cmd, *argv], repo))
+                times[name].append(timed([*cmd, *argv], repo, env))
 
         base = statistics.median(bare)
         print(f"command: {' '.join(cmd)}  ({args.rounds} rounds, medians, taking turns)")
+        print(bytecode)
         print(f"bare interpreter (python -c pass): {base * 1000:6.1f} ms")
+        click_only = statistics.median(floor)
+        print(
+            f"{'(python -c import click)':<26} {click_only * 1000:6.1f} ms  "
+            f"{click_only / base:5.1f}x  (for reference: any click command starts above this)"
+        )
         failed = 0
         for name, bar, _ in commands:
             median = statistics.median(times[name])

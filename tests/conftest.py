@@ -22,6 +22,8 @@ def _private_state(
     root = tmp_path_factory.mktemp("conductor-state")
     monkeypatch.setenv("CONDUCTOR_STATE_DIR", str(root))
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(root / "claude-config"))
+    # The person's own ~/.claude/agents must not change what a test resolves.
+    monkeypatch.setattr("conductor.agents._home", lambda: root / "home")
     yield
 
 

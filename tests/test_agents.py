@@ -51,9 +51,14 @@ class Track:
     templates: str | None = None
     model: str | None = None
     source: Path | None = None
+    adhoc: bool = False
+    inferred_agents: dict[str, Agent] = field(default_factory=dict)
 
     def task(self, task_id: str) -> Task:
         return next(t for t in self.tasks if t.id == task_id)
+
+    def agent_line(self, task_id: str) -> int | None:
+        return 7 if self.source else None
 
     def dependents(self, task_id: str) -> list[str]:
         return [t.id for t in self.tasks if task_id in t.depends_on]
@@ -188,7 +193,8 @@ def test_claude_agents_matched_by_name_field(tmp_path: Path) -> None:
     track = Track("t", [api_task(agent="code-reviewer"), Task("b", agent="review")])
     registry = AgentRegistry(track, tmp_path)
     assert registry.resolve(track.tasks[0]).source == "claude-agents"
-    assert registry.resolve(track.tasks[1]).source == "inferred"
+    with pytest.raises(AgentError, match="did you mean 'code-reviewer'"):
+        registry.resolve(track.tasks[1])
     assert set(registry.claude_agents()) == {"code-reviewer"}
 
 
@@ -229,7 +235,7 @@ def test_claude_agents_file_errors_name_file_line_field(
 def test_broken_unused_agent_file_is_ignored(tmp_path: Path) -> None:
     """A broken .claude/agents file no task asks for does not stop the run."""
     agent_file(tmp_path, "broken.md", "not an agent\n")
-    track = Track("t", [api_task(agent="api-designer")])
+    track = Track("t", [api_task(agent="api-designer")], adhoc=True)
     assert AgentRegistry(track, tmp_path).resolve(track.tasks[0]).source == "inferred"
 
 
@@ -268,9 +274,43 @@ def test_agent_files_are_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 # --- inference and defaults ------------------------------------------------------------------
 
 
-def test_unknown_agent_is_inferred(tmp_path: Path) -> None:
-    """An agent nobody defined is inferred from its name and the task, and marked inferred."""
+def test_unknown_agent_is_an_error_naming_file_line_and_field(tmp_path: Path) -> None:
+    """Without --adhoc an agent defined nowhere fails with the track file, line and field."""
+    track = Track("t", [api_task(agent="api-desinger")], source=tmp_path / "track.yaml")
+    track.agents["api-designer"] = Agent("api-designer")
+    track.tasks.append(Task("b", agent="api-desinger"))
+    with pytest.raises(AgentError, match=r"did you mean 'api-designer'.*--adhoc") as err:
+        AgentRegistry(track, tmp_path).resolve(track.tasks[1])
+    assert err.value.path == tmp_path / "track.yaml" and err.value.line == 7
+    assert err.value.field == "tasks.b.agent" and err.value.exit_code == 2
+
+
+def test_person_agents_are_found_and_the_project_wins(tmp_path: Path) -> None:
+    """~/.claude/agents is read after the project's; the project's definition wins."""
+    home = tmp_path / "home"
+    agent_file(home, "writer.md", "---\nname: writer\ndescription: mine\n---\nMine.\n")
+    agent_file(home, "coder.md", "---\nname: coder\ndescription: mine\n---\nCode.\n")
+    agent_file(tmp_path, "writer.md", "---\nname: writer\ndescription: ours\n---\nOurs.\n")
+    track = Track("t", [Task("a", agent="writer"), Task("b", agent="coder")])
+    registry = AgentRegistry(track, tmp_path, home=home)
+    assert registry.resolve(track.tasks[0]).system_prompt == "Ours."
+    coder = registry.resolve(track.tasks[1])
+    assert coder.source == "claude-agents" and coder.origin == home / ".claude/agents/coder.md"
+
+
+def test_inferred_agents_of_the_run_are_used(tmp_path: Path) -> None:
+    """A definition a run inferred resolves with source inferred."""
     track = Track("t", [api_task(agent="api-designer")])
+    track.inferred_agents["api-designer"] = Agent(
+        "api-designer", role="API designer", goal="g", system_prompt="You design APIs."
+    )
+    agent = AgentRegistry(track, tmp_path).resolve(track.tasks[0])
+    assert agent.source == "inferred" and agent.system_prompt == "You design APIs."
+
+
+def test_adhoc_stand_in_is_made_from_the_name(tmp_path: Path) -> None:
+    """With adhoc, an agent nobody defined or inferred is made from its name and the task."""
+    track = Track("t", [api_task(agent="api-designer")], adhoc=True)
     agent = AgentRegistry(track, tmp_path).resolve(track.tasks[0])
     assert agent.source == "inferred" and agent.inferred
     assert agent.name == "api-designer" and agent.role == "API designer"

@@ -638,22 +638,21 @@ LATE_POSTER = textwrap.dedent(
 
 @pytest.mark.anyio
 async def test_watcher_wakes_on_other_process_post(tmp_path: Path) -> None:
-    """A post from another process wakes wait() long before the rescan interval."""
+    """A post from another process wakes wait() before the rescan interval: the wait ends
+    (True) long before a rescan could have found the message."""
     with make_bus(tmp_path) as bus:
         bus.post("NOTE")
-        async with BusWatcher(bus, rescan_interval=30) as watcher:
+        async with BusWatcher(bus, rescan_interval=3600) as watcher:
             assert watcher.observing
             proc = await anyio.open_process(
                 [sys.executable, "-c", LATE_POSTER, str(bus.directory), "0.5"]
             )
             try:
-                t0 = time.monotonic()
-                assert await watcher.wait(1, timeout=20) is True
-                elapsed = time.monotonic() - t0
+                # The timeout is far below the rescan interval: only the event can wake it.
+                assert await watcher.wait(1, timeout=120) is True
             finally:
                 await proc.wait()
             assert bus.last_seq() == 2
-            assert elapsed < 10, elapsed  # woken by the event, not the 30 s timer
 
 
 @pytest.mark.anyio
@@ -684,14 +683,14 @@ async def test_watcher_returns_at_once_and_times_out(tmp_path: Path) -> None:
             assert await watcher.wait(0, timeout=0) is True
             t0 = time.monotonic()
             assert await watcher.wait(1, timeout=0.3) is False
-            assert 0.25 <= time.monotonic() - t0 < 5
+            assert time.monotonic() - t0 >= 0.25  # it did wait (a lower bound holds under load)
 
 
 @pytest.mark.anyio
 async def test_poke_wakes_from_another_thread(tmp_path: Path) -> None:
     """poke() after an in-process post (from a worker thread) wakes the waiter at once."""
     with make_bus(tmp_path) as bus:
-        async with BusWatcher(bus, rescan_interval=60, observe=False) as watcher:
+        async with BusWatcher(bus, rescan_interval=3600, observe=False) as watcher:
 
             def post_and_poke() -> None:
                 time.sleep(0.2)
@@ -700,9 +699,8 @@ async def test_poke_wakes_from_another_thread(tmp_path: Path) -> None:
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(anyio.to_thread.run_sync, post_and_poke)
-                t0 = time.monotonic()
-                assert await watcher.wait(0, timeout=30) is True
-                assert time.monotonic() - t0 < 10
+                # Far below the rescan interval: only the poke can end the wait with True.
+                assert await watcher.wait(0, timeout=120) is True
 
 
 @pytest.mark.anyio
@@ -728,19 +726,15 @@ async def test_watcher_sees_burst(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_iter_all_100k_timing(tmp_path: Path) -> None:
-    """iter_all over 100,000 messages reads them all in order (time printed for the notes)."""
+def test_iter_all_100k(tmp_path: Path) -> None:
+    """iter_all over 100,000 messages reads them all in order (timing: bench_status.py)."""
     n = 100_000
     with make_bus(tmp_path) as bus:
         for i in range(n):
             bus.post("PROGRESS", task=f"t{i % 50}", worker=f"t{i % 50}.1", attempt=1,
                      payload={"i": i, "step": "compiling"})
     with make_bus(tmp_path) as bus:
-        t0 = time.perf_counter()
         count = 0
         for count, msg in enumerate(bus.iter_all(), 1):
             assert msg.seq == count
-        elapsed = time.perf_counter() - t0
     assert count == n
-    print(f"\niter_all over {n} messages: {elapsed:.2f} s ({n / elapsed:,.0f} msgs/s)")
-    assert elapsed < 30

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from conductor.contract import BUS_TOOL_NAMES, SERVER_KEY, qualified_tool_names
 from conductor.executors.bus_tools import WorkerBinding, build_bus_server, build_tools
 from conductor.executors.evidence import Evidence
-from conductor.executors.tool_names import BUS_TOOL_NAMES, qualified_tool_names
 from conductor.locks import PathLocks
 from conductor.messages import Message
 
@@ -68,11 +68,14 @@ def _text(result: dict[str, Any]) -> str:
 
 
 def test_server_and_names() -> None:
-    """The server is an in-process SDK server named conductor with the six tools."""
-    assert qualified_tool_names() == [f"mcp__conductor__{n}" for n in BUS_TOOL_NAMES]
-    post = Posted()
-    server = build_bus_server(WorkerBinding("t.1", "t", 1, Path("."), (), post, Evidence()))
-    assert server["type"] == "sdk" and server["name"] == "conductor"
+    """The server is an in-process SDK server named conductor; the tools build_tools serves
+    are the contract's, and the model sees each as mcp__conductor__<served name>."""
+    binding = WorkerBinding("t.1", "t", 1, Path("."), (), Posted(), Evidence())
+    server = build_bus_server(binding)
+    assert server["type"] == "sdk" and server["name"] == SERVER_KEY == "conductor"
+    served = [t.name for t in build_tools(binding)]
+    assert served == list(BUS_TOOL_NAMES)
+    assert qualified_tool_names() == [f"mcp__conductor__{name}" for name in served]
 
 
 @pytest.mark.anyio

@@ -101,7 +101,7 @@ def test_show_missing_and_unknown_track(state: StateDir, state_root: Path) -> No
     res = cli(state_root, "bus", "show", "demo", "99")
     assert res.exit_code == 2 and "no message 99" in res.output and "last is 5" in res.output
     res = cli(state_root, "bus", "ls", "other")
-    assert res.exit_code == 2 and "has no bus" in res.output
+    assert res.exit_code == 2 and "no track 'other' has run state" in res.output
     assert "Traceback" not in res.output
 
 
@@ -122,7 +122,9 @@ def test_person_posts_human_types(state: StateDir, state_root: Path, tmp_path: P
     res = cli(state_root, "bus", "post", "demo", "APPROVE", "--json")
     msg = json.loads(res.output)
     assert msg["seq"] == 2 and msg["type"] == "APPROVE" and msg["worker"] is None
-    res = cli(state_root, "bus", "post", "demo", "SKIP", "--task", "build",
+    track_file = tmp_path / "track.yaml"
+    track_file.write_text(TRACK)
+    res = cli(state_root, "bus", "post", str(track_file), "SKIP", "--task", "build",
               "--payload", '{"reason": "done by hand"}')
     assert res.exit_code == 0, res.output
     with Bus.for_state(state, "demo") as bus:
@@ -145,7 +147,9 @@ def test_person_posts_human_types(state: StateDir, state_root: Path, tmp_path: P
         (["not-a-type"], "UPPER_SNAKE|a person may post only"),
     ],
 )
-def test_person_post_refusals(state_root: Path, args: list[str], match: str) -> None:
+def test_person_post_refusals(
+    state: StateDir, state_root: Path, args: list[str], match: str
+) -> None:
     """What a person may not post is refused with exit 2 and a clear message."""
     res = cli(state_root, "bus", "post", "demo", *args)
     assert res.exit_code == 2, res.output

@@ -387,6 +387,20 @@ def test_not_a_git_repository_is_a_user_error(tmp_path: Path) -> None:
     assert result.stderr == f"error: {plain} is not in a git repository\n"
 
 
+def test_hook_run_in_a_bare_repository_is_a_user_error(tmp_path: Path) -> None:
+    """`hooks run` against a bare repository, or no repository, exits 2 saying which."""
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    result = hooks("run", "pre-commit", "--repo", str(bare))
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {bare} has no work tree (a bare repository)\n"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    result = hooks("run", "post-commit", "--repo", str(plain))
+    assert result.exit_code == 0  # a post-commit hook only warns
+    assert "is not in a git repository" in result.stderr
+
+
 def test_foreign_hook_beside_a_kept_original_is_refused(repo: Path) -> None:
     """A foreign hook plus a kept original: install refuses (exit 2) and touches nothing."""
     hooks_dir = repo / ".git" / "hooks"

@@ -13,6 +13,7 @@ from conductor.templates import builtin_templates_dir
 TRACK = """\
 track: demo
 description: A demo track
+adhoc: true
 agents:
   api-designer:
     role: Senior API designer

@@ -45,23 +45,36 @@ def test_validate_a_directory() -> None:
     assert result.stdout == "ok: auth-refactor: 7 tasks, 0 agents\n"
 
 
-def test_validate_prints_notes(tmp_path: Path) -> None:
-    """Tasks naming agents the track does not define are notes, not errors."""
+def test_validate_refuses_an_agent_defined_nowhere(tmp_path: Path) -> None:
+    """A task naming an agent defined nowhere is an error at its line, naming --adhoc."""
     path = write(
         tmp_path,
         "track: n\nagents:\n  dev: {role: Developer}\ntasks:\n  - {id: a, agent: dev}\n"
         "  - id: b\n    agent: reviewer\n",
     )
     result = invoke("validate", str(path))
-    assert result.exit_code == 0
+    assert result.exit_code == 2
+    assert f"{path}:7: tasks.b.agent: agent 'reviewer'" in result.output
+    assert "--adhoc" in result.output
+
+
+def test_validate_adhoc_says_which_agents_will_be_inferred(tmp_path: Path) -> None:
+    """With --adhoc, agents defined nowhere are notes: they will be inferred."""
+    path = write(
+        tmp_path,
+        "track: n\nagents:\n  dev: {role: Developer}\ntasks:\n  - {id: a, agent: dev}\n"
+        "  - id: b\n    agent: reviewer\n",
+    )
+    result = invoke("validate", "--adhoc", str(path))
+    assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "ok: n: 2 tasks, 1 agent"
-    assert lines[1].startswith(f"note: {path}:7: tasks[1].agent: agent 'reviewer' (used by b)")
+    assert lines[1] == "note: agent 'reviewer' (used by b) will be inferred when the track runs"
 
 
 def test_validate_json(tmp_path: Path) -> None:
     """--json prints one object with ok, counts and notes."""
-    path = write(tmp_path, "track: j\ntasks: [{id: a, agent: ghost}]\n")
+    path = write(tmp_path, "track: j\nadhoc: true\ntasks: [{id: a, agent: ghost}]\n")
     result = invoke("validate", str(path), "--json")
     assert result.exit_code == 0
     data = json.loads(result.stdout)

@@ -274,8 +274,8 @@ def test_script_is_validated(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         FakeMessagesAPI(path)
     assert info.value.path == path and info.value.line == 4
-    assert info.value.field == "conversations.0.turns.0"
-    with pytest.raises(UserError, match="Extra inputs"):
+    assert info.value.field == "conversations[0].turns[0]"
+    with pytest.raises(UserError, match="unknown field 'txt' \\(did you mean 'text'\\?\\)"):
         FakeMessagesAPI({"default": [{"txt": "typo"}]})
 
 

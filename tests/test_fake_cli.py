@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -343,13 +342,11 @@ async def test_bash_step_runs_in_cwd_with_session_env(fake: Fake) -> None:
 async def test_bash_step_timeout_kills_the_command(fake: Fake) -> None:
     """A Bash step past its timeout is killed and reported as timed out."""
     fake.write({"default": [{"bash": {"command": "echo started; sleep 30", "timeout": 0.3}}]})
-    started = time.monotonic()
     messages, error = await run("Do it", fake.options(allowed_tools=["Bash"]))
     assert error is None
     (block,) = tool_results(messages)
     assert block.is_error
     assert block.content == "Command timed out after 0.3s\nstarted"
-    assert time.monotonic() - started < 10
 
 
 @pytest.mark.anyio
@@ -436,7 +433,7 @@ async def test_invalid_script_surfaces_as_error_result(fake: Fake) -> None:
     assert isinstance(error, ProcessError) and error.exit_code == 2
     result = result_of(messages)
     assert result.is_error
-    assert f"{fake.script}:3: default.1.wrte" in (result.result or "")
+    assert f"{fake.script}:3: default[1].wrte: unknown field" in (result.result or "")
 
 
 # ----------------------------------------------------------------------------- processes
@@ -454,26 +451,41 @@ async def test_cancelled_hanging_session_is_reaped(fake: Fake) -> None:
             ]
         }
     )
-    pids: list[int] = []
-    started = time.monotonic()
-    with anyio.move_on_after(1.0) as scope:
-        options = fake.options(allowed_tools=["Bash"])
-        async for message in query(prompt="Do it", options=options):
-            if isinstance(message, SystemMessage) and message.subtype == "init":
-                pids.append(message.data["fake_pid"])
+    pids, scope = await _cancel_once_hanging(fake, fake.options(allowed_tools=["Bash"]))
     assert scope.cancelled_caught
     assert pids and not psutil.pid_exists(pids[0])
     background = int((fake.work / "sleep.pid").read_text())
     assert not psutil.pid_exists(background) or psutil.Process(background).status() == "zombie"
-    assert time.monotonic() - started < 15
     assert [r["code"] for r in fake.records("exit")] == [143]
+
+
+async def _cancel_once_hanging(
+    fake: Fake, options: ClaudeAgentOptions
+) -> tuple[list[int], anyio.CancelScope]:
+    """Run a query, cancel it once the fake logs that it hangs (a generous deadline, not a
+    fixed delay); the pids its init messages named, and the cancelled scope."""
+    pids: list[int] = []
+    scope = anyio.CancelScope()
+
+    async def consume() -> None:
+        with scope:
+            async for message in query(prompt="Do it", options=options):
+                if isinstance(message, SystemMessage) and message.subtype == "init":
+                    pids.append(message.data["fake_pid"])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        with anyio.fail_after(120):
+            while not fake.records("hang"):  # noqa: ASYNC110 - polling the fake's log
+                await anyio.sleep(0.05)
+        scope.cancel()
+    return pids, scope
 
 
 @pytest.mark.anyio
 async def test_hang_until_eof_ends_when_client_disconnects(fake: Fake) -> None:
     """hang: eof ends as soon as the SDK closes stdin (ClaudeSDKClient disconnect)."""
     fake.write({"default": [{"hang": "eof"}]})
-    started = time.monotonic()
     async with ClaudeSDKClient(fake.options()) as client:
         info = await client.get_server_info()
         assert info is not None
@@ -483,7 +495,7 @@ async def test_hang_until_eof_ends_when_client_disconnects(fake: Fake) -> None:
             async for _ in client.receive_response():
                 pass
     assert not psutil.pid_exists(pid)
-    assert time.monotonic() - started < 4
+    assert [r["code"] for r in fake.records("exit")] == [0]  # its own exit, not a SIGTERM
 
 
 @pytest.mark.slow
@@ -491,11 +503,8 @@ async def test_hang_until_eof_ends_when_client_disconnects(fake: Fake) -> None:
 async def test_unkillable_hang_is_killed(fake: Fake) -> None:
     """A session that ignores EOF and SIGTERM is still SIGKILLed by the SDK's close()."""
     fake.write({"default": [{"hang": "unkillable"}]})
-    pids: list[int] = []
-    with anyio.move_on_after(1.0):
-        async for message in query(prompt="Do it", options=fake.options()):
-            if isinstance(message, SystemMessage) and message.subtype == "init":
-                pids.append(message.data["fake_pid"])
+    pids, scope = await _cancel_once_hanging(fake, fake.options())
+    assert scope.cancelled_caught
     assert pids and not psutil.pid_exists(pids[0])
 
 
@@ -528,7 +537,6 @@ async def test_client_session_serves_several_prompts(fake: Fake) -> None:
 async def test_interrupt_cuts_a_sleep_short(fake: Fake) -> None:
     """ClaudeSDKClient.interrupt() ends a sleeping turn at once with an aborted result."""
     fake.write({"default": [{"text": "thinking"}, {"sleep": 30}, {"text": "never"}]})
-    started = time.monotonic()
     async with ClaudeSDKClient(fake.options()) as client:
         await client.query("Do it")
         result: ResultMessage | None = None
@@ -541,7 +549,6 @@ async def test_interrupt_cuts_a_sleep_short(fake: Fake) -> None:
     assert result.subtype == "error_during_execution"
     assert result.terminal_reason == "aborted_streaming"
     assert result.is_error and result.result is None
-    assert time.monotonic() - started < 10
 
 
 @pytest.mark.anyio
@@ -663,7 +670,8 @@ def test_script_errors_name_file_line_and_field(tmp_path: Path) -> None:
     )
     with pytest.raises(UserError) as info:
         load_cli_script(path)
-    assert (info.value.line, info.value.field) == (5, "sessions.0.steps.0.write.content")
+    assert (info.value.line, info.value.field) == (5, "sessions[0].steps[0].write")
+    assert "missing required field 'content'" in str(info.value)
     path.write_text("sessions:\n  - match: a\n    steps:\n      - text: hi\n        bash: ls\n")
     with pytest.raises(UserError) as info:
         load_cli_script(path)

@@ -32,11 +32,11 @@ from conductor.locks import (
     RunLock,
     dead_reason,
     path_from_record_name,
-    process_alive,
     record_name,
 )
 from conductor.messages import utcnow
 from conductor.paths import StateDir
+from conductor.processes import process_alive
 
 Events = list[tuple[str, dict[str, Any]]]
 
@@ -246,14 +246,13 @@ def test_run_lock_free_immediately_after_kill_9(
     holder.wait()
     assert state.run_info.exists()  # the dead holder's note stays...
     assert RunLock(state, "trk").holder() is None  # ...but does not count
-    start = time.monotonic()
+    # RunLock never waits (a held lock raises LockHeldError at once), so taking it here
+    # proves the dead holder's lock was free, with no lease to sit out.
     with RunLock(state, "trk") as lock:
-        elapsed = time.monotonic() - start
         assert lock.held
         info = json.loads(state.run_info.read_text())
         assert info["pid"] == os.getpid()
         assert lock.holder() == info
-    assert elapsed < 0.5
     assert not state.run_info.exists()
 
 
@@ -278,6 +277,23 @@ def test_run_lock_refuses_symlinks(tmp_path: Path, which: str) -> None:
     with pytest.raises(StateError, match="symbolic link"), RunLock(state, "trk"):
         pass
     assert target.read_text() == "precious"
+
+
+def test_run_lock_probe_refuses_a_symlink_and_takes_nothing(tmp_path: Path) -> None:
+    """``holder()`` refuses a symlinked run.lock, and its probe leaves the lock free to take."""
+    state = StateDir(tmp_path / "state" / "trk")
+    state.root.mkdir(parents=True)
+    target = tmp_path / "victim"
+    target.write_text("precious")
+    state.run_lock.symlink_to(target)
+    with pytest.raises(StateError, match="symbolic link"):
+        RunLock(state, "trk").holder()
+    assert target.read_text() == "precious"
+    state.run_lock.unlink()
+    state.run_lock.touch()
+    assert RunLock(state, "trk").holder() is None
+    with RunLock(state, "trk") as lock:
+        assert lock.held
 
 
 # ----- path locks: basics -----
@@ -443,7 +459,7 @@ def test_zombie_holder_counts_as_dead(
     holder = spawn(helper, children, mode="hold", dir=str(locks_dir), path="a.py", worker="h.1")
     wait_ready(holder)
     sigkill(holder)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60
     while psutil.Process(holder.pid).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline
         time.sleep(0.01)
@@ -463,14 +479,15 @@ def test_pid_reuse_means_dead(locks: PathLocks, locks_dir: Path, events: Events)
 
 
 def test_lease_expiry_breaks_and_renew_keeps(locks_dir: Path, events: Events) -> None:
-    """A lock whose lease lapsed is broken even if its pid lives; renewing keeps it."""
+    """A lock whose lease lapsed is broken even if its pid lives; its holder acquiring it
+    again renews the lease and keeps it."""
     leased = PathLocks(locks_dir, lease_seconds=0.8, notify=lambda t, p: events.append((t, p)))
     first = leased.acquire("a.py", worker="w.1", task="w", attempt=1)
     assert first.lease_expires is not None
     assert first.lease_expires - first.since <= timedelta(seconds=0.81)
     for _ in range(3):
         time.sleep(0.2)
-        leased.renew("w.1")
+        leased.acquire("a.py", worker="w.1", task="w", attempt=1)
         with pytest.raises(LockHeldError):
             leased.acquire("a.py", worker="x.1", task="x", attempt=1)
     renewed = leased.holder("a.py")
@@ -633,7 +650,7 @@ def test_never_two_holders_under_contention(
 ) -> None:
     """8 processes take and release one path 60 times each; an O_EXCL marker never collides."""
     n, want = 8, 60
-    start_at = time.time() + 1.0
+    start_at = time.time() + 5.0  # all eight have started by then, even on a loaded machine
     marker = tmp_path / "held.marker"
     procs = [
         spawn(
@@ -645,14 +662,14 @@ def test_never_two_holders_under_contention(
             worker=f"r{i}.1",
             marker=str(marker),
             want=want,
-            seconds=60,
+            seconds=300,
             start_at=start_at,
         )
         for i in range(n)
     ]
     results = []
     for proc in procs:
-        out, _ = proc.communicate(timeout=90)
+        out, _ = proc.communicate(timeout=400)
         assert proc.returncode == 0
         results.append(json.loads(out))
     assert sum(r["violations"] for r in results) == 0
@@ -711,8 +728,8 @@ def test_kill_9_mid_operation_never_tears_a_record_or_wedges_the_guard(
     locks_dir: Path, helper: Path, children: list[subprocess.Popen[str]]
 ) -> None:
     """Lockers killed with -9 at random moments leave only whole records and a free guard."""
-    locks = PathLocks(locks_dir, guard_timeout=2.0)
-    torn = scans = 0
+    locks = PathLocks(locks_dir, guard_timeout=30.0)
+    torn = 0
     for rnd in range(6):
         procs = [
             spawn(helper, children, mode="churn", dir=str(locks_dir), worker=f"c{rnd}x{i}.1")
@@ -721,7 +738,8 @@ def test_kill_9_mid_operation_never_tears_a_record_or_wedges_the_guard(
         for proc in procs:
             wait_ready(proc)
         deadline = time.monotonic() + 0.1 + 0.05 * rnd
-        while time.monotonic() < deadline:
+        scans = 0
+        while time.monotonic() < deadline or scans < 10:  # at least 10 scans, however slow
             _, bad = locks.scan()  # readers take no lock and must never see a torn record
             torn += len(bad)
             scans += 1
@@ -733,7 +751,6 @@ def test_kill_9_mid_operation_never_tears_a_record_or_wedges_the_guard(
         assert locks.list() == []
         assert [p.name for p in locks_dir.iterdir()] == [".guard"]
     assert torn == 0
-    assert scans > 50
     assert locks.acquire("a.py", worker="after.1", task="a", attempt=1).worker == "after.1"
 
 

@@ -123,6 +123,34 @@ async def test_overlapping_files_never_run_together(repo: Path) -> None:
     assert len(of_type(msgs, "FILE_UNLOCK")) == 3
 
 
+async def test_tasks_sharing_a_glob_run_one_at_a_time(repo: Path) -> None:
+    """Tasks in one conflict class never run two at once nor beside an overlapping class,
+    while a task with unrelated files runs beside them; a failed attempt frees its class."""
+    executor = ScriptedExecutor()
+    executor.enqueue("s1", Step(ok=False, error="flaky"), Step(ok=True))
+    shared = "".join(f"  - {{id: s{i}, files: ['src/**'], max_attempts: 2}}\n" for i in range(5))
+    track = make_track(
+        "track: classes\nmax_parallel: 4\ntasks:\n"
+        + shared
+        + "  - {id: one, files: [src/a.py]}\n"
+        + "  - {id: free, files: [docs/x.md]}\n"
+    )
+    result = await run(track, repo, executors=lambda task: executor)
+    assert result.status == "complete"
+    live: set[str] = set()
+    started: list[str] = []
+    for m in messages(repo, "classes"):
+        if m["type"] == "TASK_DISPATCHED":
+            if m["task"] != "free":
+                assert not live - {"free"}, f"{m['task']} started beside {live}"
+            live.add(m["task"])
+            started.append(m["task"])
+        elif m["type"] in ("TASK_COMPLETE", "TASK_FAILED"):
+            live.discard(m["task"])
+    assert started.index("free") < 2, "the task with unrelated files waited for the others"
+    assert [c.attempt for c in executor.calls_for("s1")] == [1, 2]
+
+
 async def test_retry_then_success_feeds_back_the_failure(repo: Path) -> None:
     """A failed attempt is retried with the failure as feedback; the task completes once."""
     executor = ScriptedExecutor()
@@ -249,26 +277,6 @@ async def test_skip_by_hand_is_honoured(repo: Path) -> None:
     assert not of_type(messages(repo, "skip"), "TASK_DISPATCHED", "a")
 
 
-async def test_approval_gate(repo: Path) -> None:
-    """With wait_for_approval nothing is dispatched until APPROVE is on the bus."""
-    import anyio
-
-    track = make_track("track: gate\ntasks:\n  - {id: a, run: 'true'}\n")
-    sd = state_of(repo, "gate")
-    result: list[RunResult] = []
-
-    async def runner() -> None:
-        result.append(await run(track, repo, wait_for_approval=True, rescan_interval=0.05))
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(runner)
-        await anyio.sleep(0.5)
-        assert not of_type(messages(repo, "gate"), "TASK_DISPATCHED")
-        with Bus.for_state(sd, "gate") as bus:
-            bus.post("APPROVE", payload={"by": "test"})
-    assert result[0].status == "complete"
-
-
 async def test_budget_stops_new_attempts(repo: Path) -> None:
     """Once the track's budget is spent no new attempt starts and the run says so."""
     executor = ScriptedExecutor(default=Step(cost_usd=0.6))
@@ -309,9 +317,9 @@ async def test_worker_env_lets_a_task_post(repo: Path) -> None:
 
 def test_result_exit_codes() -> None:
     """RunResult's exit codes are the documented ones."""
-    statuses = ("complete", "failed", "budget", "interrupted")
+    statuses = ("complete", "failed", "budget", "rejected", "interrupted")
     codes = {s: RunResult(track="t", status=s).exit_code for s in statuses}  # type: ignore[arg-type]
-    assert codes == {"complete": 0, "failed": 1, "budget": 4, "interrupted": 130}
+    assert codes == {"complete": 0, "failed": 1, "budget": 4, "rejected": 6, "interrupted": 130}
 
 
 async def test_shared_files_run_together_unlocked(repo: Path) -> None:
@@ -459,3 +467,23 @@ def test_library_run_logs_to_stderr_not_stdout(repo: Path, tmp_path: Path) -> No
     )
     assert proc.stdout == "result complete\n"
     assert "task complete" in proc.stderr
+
+
+async def test_run_track_checks_agents_before_writing_anything(repo: Path) -> None:
+    """run_track itself refuses a task naming an agent defined nowhere, and an unknown
+    from_task, as the CLI does, before any run state is written."""
+    from conductor.errors import UserError
+
+    track = make_track(
+        """
+        track: pre
+        tasks:
+          - {id: a, name: Do a, agent: nobody-defined-me}
+        """
+    )
+    with pytest.raises(UserError, match="nobody-defined-me"):
+        await run(track, repo)
+    shell = make_track("track: pre\ntasks:\n  - {id: a, run: 'true'}\n")
+    with pytest.raises(UserError, match="nosuch"):
+        await run(shell, repo, from_task="nosuch")
+    assert not state_of(repo, "pre").root.exists()

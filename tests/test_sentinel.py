@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conductor.commands import TAG_ENV
+from conductor.contract import TAG_ENV
 from conductor.sentinel import LockSentinel, lock_holders
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs /proc/locks")

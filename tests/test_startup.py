@@ -50,10 +50,19 @@ def assert_none_of(modules: set[str], *names: str) -> None:
     assert not modules & set(names), sorted(modules & set(names))
 
 
+def ran_track(repo: Path) -> Path:
+    """``track.yaml`` (track ``demo``, one shell task) in ``repo``, run once to completion."""
+    track = repo / "track.yaml"
+    track.write_text("track: demo\ntasks:\n  - id: a\n    run: 'true'\n")
+    loaded(repo, "run", "track.yaml")
+    return track
+
+
 def test_version_loads_no_library(repo: Path) -> None:
     """`--version` loads click and conductor.cli, and nothing of the library behind them."""
     modules = loaded(repo, "--version")
     assert_none_of(modules, *HEAVY, "conductor.bus", "conductor.track", "conductor.locks")
+    assert_none_of(modules, "conductor.messages", "conductor.paths", "pathlib")
 
 
 def test_help_loads_no_heavy_dependency(repo: Path) -> None:
@@ -61,20 +70,44 @@ def test_help_loads_no_heavy_dependency(repo: Path) -> None:
     assert_none_of(loaded(repo, "--help"), *HEAVY, "conductor.track", "conductor.scheduler")
 
 
+def test_help_loads_no_command_module(repo: Path) -> None:
+    """`--help` lists the commands from conductor.cli.app's table, importing none of them."""
+    modules = loaded(repo, "--help")
+    commands = {m for m in modules if m.startswith("conductor.cli.")} - {"conductor.cli.app"}
+    assert not commands, sorted(commands)
+    assert_none_of(modules, "conductor.bus", "conductor.locks", "psutil", "pathlib")
+
+
+def test_command_table_holds_each_commands_own_short_help() -> None:
+    """The short help `--help` lists for each command is the one the command itself gives."""
+    import click
+
+    from conductor.cli.app import COMMANDS, main
+
+    ctx = click.Context(main)
+    for name, (_, short_help) in COMMANDS.items():
+        command = main.get_command(ctx, name)
+        assert command is not None, name
+        assert command.get_short_help_str(10_000) == short_help, name
+
+
 def test_bus_commands_load_no_model_or_event_loop(repo: Path) -> None:
     """`bus post`, `bus ls` and `status` of a track id load neither pydantic nor asyncio."""
+    ran_track(repo)
     for args in (
         ("bus", "post", "demo", "NOTE", "-m", "hello"),
         ("bus", "ls", "demo"),
         ("status", "demo", "--json"),
     ):
         modules = loaded(repo, *args)
-        assert_none_of(modules, *HEAVY, "conductor.track", "conductor.scheduler", "filelock")
+        assert_none_of(
+            modules, *HEAVY, "conductor.track", "conductor.scheduler", "filelock", "psutil"
+        )
 
 
 def test_locks_loads_no_model_or_event_loop(repo: Path) -> None:
     """`locks` reads lock records without pydantic, asyncio or filelock."""
-    loaded(repo, "bus", "post", "demo", "NOTE", "-m", "hello")
+    ran_track(repo)
     assert_none_of(loaded(repo, "locks"), *HEAVY, "conductor.track", "filelock")
 
 
@@ -84,12 +117,42 @@ def test_hooks_load_no_model_or_event_loop(repo: Path, hook: str) -> None:
     assert_none_of(loaded(repo, "hooks", "run", hook), *HEAVY, "conductor.track")
 
 
+def test_status_of_an_unchanged_track_file_builds_no_model(repo: Path) -> None:
+    """`status TRACK_FILE` of a file validated before loads neither pydantic nor YAML."""
+    ran_track(repo)
+    assert "conductor.track" in loaded(repo, "status", "track.yaml", "--json")
+    modules = loaded(repo, "status", "track.yaml", "--json")
+    assert_none_of(modules, *HEAVY, "conductor.track", "conductor.scheduler", "filelock")
+
+
+def test_hooks_check_no_liveness_when_no_lock_is_held(repo: Path) -> None:
+    """With a file staged and a track that holds no locks, pre-commit loads neither psutil nor
+    filelock; post-commit, with no track running, loads neither filelock nor the bus."""
+    ran_track(repo)
+    (repo / "notes.txt").write_text("a person's change\n")
+    subprocess.run(["git", "add", "notes.txt"], cwd=repo, check=True)
+    pre = loaded(repo, "hooks", "run", "pre-commit")
+    assert "conductor.locks" in pre  # the track's locks were looked at
+    assert_none_of(pre, *HEAVY, "conductor.track", "psutil", "filelock")
+    post = loaded(repo, "hooks", "run", "post-commit")
+    assert_none_of(post, *HEAVY, "conductor.track", "conductor.bus", "psutil", "filelock")
+
+
+def test_locks_of_a_track_holding_none_loads_no_psutil(repo: Path) -> None:
+    """`locks` checks holders' liveness only for records it lists: none, no psutil."""
+    ran_track(repo)
+    assert_none_of(loaded(repo, "locks", "demo"), *HEAVY, "psutil", "filelock")
+
+
 def test_shell_run_loads_no_claude_sdk(repo: Path) -> None:
-    """`run` of a track of shell tasks never loads the Claude SDK."""
+    """`run` of a track of shell tasks never loads the Claude SDK (nor, on Linux, watchdog:
+    the bus is watched through inotify directly)."""
     (repo / "track.yaml").write_text("track: demo\ntasks:\n  - id: a\n    run: 'true'\n")
     modules = loaded(repo, "run", "track.yaml")
     assert "conductor.scheduler" in modules
     assert_none_of(modules, "claude_agent_sdk", "conductor.executors.claude")
+    if sys.platform.startswith("linux"):
+        assert_none_of(modules, "watchdog")
 
 
 def test_track_models_are_built_on_first_use() -> None:

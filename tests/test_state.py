@@ -127,10 +127,19 @@ def test_worker_started_kept_for_reaping() -> None:
     assert state.task("a").started is None
 
 
-def test_approve_and_track_end() -> None:
-    """APPROVE for the track approves it; TRACK_STARTED clears the last end."""
-    state = replay([msg("APPROVE"), msg("TRACK_STARTED"), msg("TRACK_FAILED")], "t")
-    assert state.approved
+def test_approval_answers_only_the_request_it_follows() -> None:
+    """An APPROVE before a run asks counts for nothing; the first answer after it decides."""
+    state = replay([msg("APPROVE"), msg("APPROVAL_REQUESTED")], "t")
+    assert state.approval == "pending"
+    replay([msg("REJECT", reason="not today"), msg("APPROVE")], "t", state)
+    assert state.approval == "rejected" and state.approval_reason == "not today"
+    replay([msg("APPROVAL_REQUESTED"), msg("APPROVE")], "t", state)
+    assert state.approval == "approved"
+
+
+def test_track_end() -> None:
+    """TRACK_STARTED clears the last end and counts runs."""
+    state = replay([msg("TRACK_STARTED"), msg("TRACK_FAILED")], "t")
     assert state.ended == "TRACK_FAILED"
     assert state.runs == 1
     replay([msg("TRACK_STARTED")], "t", state)

@@ -732,7 +732,7 @@ def test_check_templates_with_a_loaded_track_file(tmp_path: Path) -> None:
 
 def test_template_tool_names_are_the_served_tools() -> None:
     """Every tool name a template tells the worker is one the session is really served."""
-    from conductor.executors.tool_names import qualified_tool_names
+    from conductor.contract import qualified_tool_names
     from conductor.templates import DEFAULT_TOOL_NAMES
 
     assert sorted(DEFAULT_TOOL_NAMES.values()) == sorted(qualified_tool_names())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -426,16 +425,15 @@ def test_duplicate_key() -> None:
 
 
 def test_billion_laughs_is_refused_quickly() -> None:
-    """Aliases that expand exponentially are refused, fast."""
+    """Aliases that expand exponentially are refused before they expand (expanding them would
+    never end: the test's timeout is the deadline)."""
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     for i in range(1, 10):
         prev = f"*a{i - 1}"
         lines.append(f"a{i}: &a{i} [{', '.join([prev] * 10)}]")
     text = "track: t\n" + "\n".join(lines) + "\ntasks: [{id: a}]\n"
-    start = time.perf_counter()
     with pytest.raises(TrackError, match="aliases expand"):
         parse_track(text, guard=False)
-    assert time.perf_counter() - start < 5
 
 
 def test_recursive_alias_is_refused() -> None:
@@ -787,14 +785,12 @@ def test_two_task_cycle() -> None:
     )
 
 
-def test_long_cycle_in_a_big_graph_is_found_fast() -> None:
+def test_long_cycle_in_a_big_graph_is_found() -> None:
     """A 5,000-task chain closed into a cycle is reported without recursion."""
     lines = ["track: t", "tasks:", "  - {id: t0, depends_on: [t4999]}"]
     lines += [f"  - {{id: t{i}, depends_on: [t{i - 1}]}}" for i in range(1, 5000)]
-    start = time.perf_counter()
     with pytest.raises(TrackError, match="dependency cycle: t0 -> t4999 -> t4998"):
         parse_track("\n".join(lines) + "\n", guard=False)
-    assert time.perf_counter() - start < 10
 
 
 # --------------------------------------------------------------------------- parallel groups
@@ -1187,8 +1183,8 @@ def test_notes_of_a_track_built_in_code() -> None:
     """notes() works without a source file (no line then)."""
     t = Track(id="n", tasks=[Task(id="a", agent="ghost")])
     assert t.notes() == [
-        "agent 'ghost' (used by a) is not defined in this track; it will be taken from"
-        " .claude/agents/ or inferred from the task"
+        "agent 'ghost' (used by a) is not defined in this track; it is taken from"
+        " .claude/agents/ (or inferred, with --adhoc)"
     ]
 
 

@@ -134,17 +134,18 @@ def test_spares_of_a_killed_run_are_removed(tmp_path: Path) -> None:
 
 
 def test_half_written_secret_of_a_dead_conductor_is_removed(tmp_path: Path) -> None:
-    """A `.secret.<pid>` left by a conductor killed while writing it goes at the next run;
-    one of a live process stays."""
+    """The temporary secret file left by a conductor killed while writing it goes at the next
+    run; one of a live process stays."""
     import subprocess
 
+    from conductor.atomic import TMP_PREFIX
     from conductor.workers import new_secret
 
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = tmp_path / f".secret.{dead.pid}"
+    stale = tmp_path / f"{TMP_PREFIX}{dead.pid}-0a1b2c"
     stale.write_text("")
-    live = tmp_path / f".secret.{os.getppid()}"
+    live = tmp_path / f"{TMP_PREFIX}{os.getppid()}-0a1b2c"
     live.write_text("")
     new_secret(tmp_path)
     assert not stale.exists() and live.exists()

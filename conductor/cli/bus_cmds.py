@@ -13,28 +13,16 @@ import click
 
 from conductor.bus import Bus
 from conductor.cli.app import (
-    TOKEN_ENV,
-    TRACK_ENV,
-    WORKER_ENV,
     handle_errors,
     repo_option,
+    require_state,
     resolve_track,
     state_dir_option,
 )
+from conductor.contract import TRACK_ENV
 from conductor.errors import UserError
-from conductor.messages import HUMAN_TYPES, Message, MessageType
-from conductor.paths import StateDir
-
-WORKER_TYPES = frozenset(
-    {
-        MessageType.PROGRESS,
-        MessageType.NOTE,
-        MessageType.BLOCKED,
-        MessageType.CLAIM_COMPLETE,
-        MessageType.CLAIM_FAILED,
-    }
-)
-"""Types a worker may post through the CLI (the conductor owns every state transition)."""
+from conductor.messages import Message, MessageType
+from conductor.paths import StateDir, check_name
 
 
 def _json_option(fn: Any) -> Any:
@@ -42,11 +30,10 @@ def _json_option(fn: Any) -> Any:
     return option(fn)
 
 
-def _open_bus(track: str, repo: Path, state_dir: Path | None, *, create: bool) -> Bus:
-    track_id, _ = resolve_track(track)
-    state = StateDir.for_track(repo, track_id, state_dir)
-    if not create and not state.bus.is_dir():
-        raise UserError(f"track {track_id!r} has no bus under {state.root}; run it first")
+def _open_bus(track: str, repo: Path, state_dir: Path | None) -> Bus:
+    """The bus of a track that has run state; an unknown track is an error and creates nothing."""
+    track_id, definition = resolve_track(track)
+    state = require_state(track_id, repo, state_dir, named_by_file=definition is not None)
     return Bus.for_state(state, track_id)
 
 
@@ -81,8 +68,10 @@ def _echo(messages: Iterable[Message], as_json: bool) -> None:
 def bus_group() -> None:
     """Read and write a track's message bus (one JSON file per message, in order).
 
-    TRACK is a track file or a track id. The bus lives in .conductor/<track>/bus/; `ls`
-    and `jq` work on it directly too.
+    TRACK is a track file (or its directory) or a track id. The bus lives in
+    .conductor/<track>/bus/; `ls` and `jq` work on it directly too. Reading a track that has
+    no run state, or posting to a track id that has none, is an error (exit 2) that creates
+    nothing; `post` with a track file may start the bus of a track that has not run yet.
     """
 
 
@@ -112,7 +101,7 @@ def bus_ls(
 ) -> None:
     """List messages: seq, time (UTC), type, task, worker and a payload summary."""
     wanted_types = {t.upper() for t in types}
-    with _open_bus(track, repo, state_dir, create=False) as bus:
+    with _open_bus(track, repo, state_dir) as bus:
         selected = (
             m
             for m in _after(bus, since)
@@ -140,7 +129,7 @@ def _after(bus: Bus, since: int) -> Iterator[Message]:
 @handle_errors
 def bus_show(track: str, seq: int, as_json: bool, repo: Path, state_dir: Path | None) -> None:
     """Print message SEQ in full (pretty JSON; --json: one line)."""
-    with _open_bus(track, repo, state_dir, create=False) as bus:
+    with _open_bus(track, repo, state_dir) as bus:
         msg = bus.get(seq)
         if msg is None:
             last = bus.last_seq()
@@ -161,16 +150,40 @@ def bus_show(track: str, seq: int, as_json: bool, repo: Path, state_dir: Path | 
     show_default=True,
     help="How many of the last messages to print.",
 )
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new messages until Ctrl-C.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Print new messages as they arrive, until the run ends (TRACK_COMPLETE, "
+    "TRACK_FAILED or TRACK_INTERRUPTED) or Ctrl-C.",
+)
+@click.option(
+    "--forever",
+    is_flag=True,
+    help="With -f: go on following after a run ends (the next runs too), until Ctrl-C.",
+)
 @_json_option
 @repo_option
 @state_dir_option
 @handle_errors
 def bus_tail(
-    track: str, count: int, follow: bool, as_json: bool, repo: Path, state_dir: Path | None
+    track: str,
+    count: int,
+    follow: bool,
+    forever: bool,
+    as_json: bool,
+    repo: Path,
+    state_dir: Path | None,
 ) -> None:
-    """Print the last messages; with -f, follow the bus as messages arrive."""
-    with _open_bus(track, repo, state_dir, create=follow) as bus:
+    """Print the last messages; with -f, follow the bus as messages arrive.
+
+    -f ends with the end of the run: the first TRACK_COMPLETE, TRACK_FAILED or
+    TRACK_INTERRUPTED after the messages printed first. Started when no run is going, it
+    waits for the next run and follows that one to its end.
+    """
+    if forever and not follow:
+        raise UserError("--forever goes with -f/--follow")
+    with _open_bus(track, repo, state_dir) as bus:
         last = bus.last_seq()
         shown = bus.read(after=max(0, last - count)) if count else []
         _echo(shown, as_json)
@@ -180,10 +193,16 @@ def bus_tail(
         import anyio
 
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends a follow normally
-            anyio.run(_follow, bus, cursor, as_json)
+            anyio.run(_follow, bus, cursor, as_json, forever)
 
 
-async def _follow(bus: Bus, cursor: int, as_json: bool) -> None:
+RUN_ENDS = frozenset(
+    {MessageType.TRACK_COMPLETE, MessageType.TRACK_FAILED, MessageType.TRACK_INTERRUPTED}
+)
+"""Messages that end a run (and ``bus tail -f``)."""
+
+
+async def _follow(bus: Bus, cursor: int, as_json: bool, forever: bool = False) -> None:
     from conductor.watch import BusWatcher
 
     async with BusWatcher(bus) as watcher:
@@ -194,6 +213,8 @@ async def _follow(bus: Bus, cursor: int, as_json: bool) -> None:
                 click.echo(msg.to_json() if as_json else _line(msg))
                 cursor = msg.seq
                 printed = True
+                if not forever and msg.type in RUN_ENDS:
+                    return
             if not printed:
                 # Published positions but nothing to read: quarantined holes. Step over them
                 # (reading again after taking last_seq, so no message in between is skipped).
@@ -255,39 +276,21 @@ def bus_post(
     mtype = mtype.upper()
     body = _payload(payload, text)
     state = StateDir.for_track(repo, track_id, state_dir)
-    attempt: int | None = None
-    token = os.environ.get(TOKEN_ENV)
-    if token:
-        wid = os.environ.get(WORKER_ENV)
-        if not wid:
-            raise UserError(f"{TOKEN_ENV} is set but {WORKER_ENV} (the worker id) is not")
-        from conductor.workers import verify_token
+    from conductor.workers import authorize_post
 
-        record = verify_token(state.workers, wid, token)
-        if mtype not in WORKER_TYPES:
-            allowed = ", ".join(sorted(WORKER_TYPES))
-            raise UserError(f"a worker may post only {allowed}; {mtype} is the conductor's")
-        if task is not None and task != record.task:
-            raise UserError(
-                f"worker {wid!r} works on task {record.task!r} and cannot post about {task!r}",
-                task_id=task,
-            )
-        if worker is not None and worker != record.worker:
-            raise UserError(f"worker {wid!r} cannot post as worker {worker!r}")
-        task, worker, attempt = record.task, record.worker, record.attempt
-    else:
-        if mtype not in HUMAN_TYPES:
-            allowed = ", ".join(sorted(HUMAN_TYPES))
-            raise UserError(
-                f"a person may post only {allowed}; {mtype} is written by the conductor or a "
-                f"worker (workers post with {WORKER_ENV} and {TOKEN_ENV} set)"
-            )
-        if mtype == MessageType.SKIP and task is None:
-            raise UserError("SKIP needs --task: the task to skip")
-        if task is not None and definition is not None:
-            definition.task(task)  # raises UserError naming the track and a suggestion
+    author = authorize_post(
+        state.workers, mtype, task=task, worker=worker, environ=os.environ, track=definition
+    )
+    if definition is None:  # a bare id must have run already; a track file may start its bus
+        require_state(track_id, repo, state_dir, named_by_file=False)
     with Bus.for_state(state, track_id) as bus:
-        msg = bus.post(mtype, task=task, worker=worker, attempt=attempt, payload=body)
+        if definition is None and task is not None:
+            from conductor.known import check_task
+
+            check_task(bus, state.cache, repo, check_name(task, "task id"))
+        msg = bus.post(
+            mtype, task=author.task, worker=author.worker, attempt=author.attempt, payload=body
+        )
         path = bus.path_of(msg.seq)
     if as_json:
         click.echo(msg.to_json())

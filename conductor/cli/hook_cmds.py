@@ -9,14 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from conductor.cli.app import (
-    RAISE_ENV,
-    TRACK_ENV,
-    WORKER_ENV,
-    handle_errors,
-    repo_option,
-    state_dir_option,
-)
+from conductor.cli.app import RAISE_ENV, handle_errors, repo_option, state_dir_option
+from conductor.contract import TRACK_ENV, WORKER_ENV
 
 if TYPE_CHECKING:
     from conductor.githooks import HookChange

@@ -10,9 +10,23 @@ from typing import Any
 
 import click
 
-from conductor.cli.app import handle_errors, repo_option, resolve_track, state_dir_option
+from conductor.cli.app import (
+    handle_errors,
+    repo_option,
+    require_state,
+    resolve_track,
+    state_dir_option,
+)
+from conductor.cli.tables import table
 from conductor.errors import UserError
-from conductor.locks import HOST, LockInfo, NotifyFn, PathLocks, UnreadableRecord, dead_reason
+from conductor.locks import (
+    LockInfo,
+    NotifyFn,
+    PathLocks,
+    UnreadableRecord,
+    bus_notifier,
+    liveness,
+)
 from conductor.paths import STATE_ROOT_NAME, StateDir, check_name
 
 DEFAULT_REASON = "broken by hand (conductor locks --break)"
@@ -56,7 +70,10 @@ def locks_command(
             raise UserError("--break needs a TRACK: conductor locks TRACK --break PATH")
         _break(repo, state_dir, track, break_path, reason, as_json=as_json)
         return
-    tracks = [_track_id(track)] if track is not None else _all_tracks(repo, state_dir)
+    if track is not None:
+        tracks = [_track_id(track, repo, state_dir)]
+    else:
+        tracks = _all_tracks(repo, state_dir)
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     for track_id in tracks:
@@ -71,8 +88,12 @@ def locks_command(
         click.echo("no locks" + (f" in track {tracks[0]}" if track is not None else ""))
 
 
-def _track_id(arg: str) -> str:
-    track_id, _ = resolve_track(arg)
+def _track_id(arg: str, repo: Path, state_dir: Path | None) -> str:
+    """The id TRACK names; a bare id without run state is an error (a did-you-mean), while a
+    track file that never ran simply has no locks."""
+    track_id, definition = resolve_track(arg)
+    if definition is None:
+        require_state(track_id, repo, state_dir, named_by_file=False)
     return track_id
 
 
@@ -90,18 +111,8 @@ def _all_tracks(repo: Path, state_dir: Path | None) -> list[str]:
     return ids
 
 
-def _liveness(info: LockInfo) -> tuple[bool | None, str | None]:
-    """``(alive, why dead)``: alive is None when it cannot be told (other host, no lease)."""
-    reason = dead_reason(info)
-    if reason is not None:
-        return False, reason
-    if info.host == HOST or info.lease_expires is not None:
-        return True, None
-    return None, None
-
-
 def _row(track_id: str, info: LockInfo) -> dict[str, Any]:
-    alive, why = _liveness(info)
+    alive, why = liveness(info)
     return {"track": track_id, **info.to_dict(), "alive": alive, "dead_reason": why}
 
 
@@ -136,10 +147,7 @@ def _print_table(
         for line, row in zip(lines, rows, strict=True):
             line.insert(0, row["track"])
     if lines:
-        widths = [max(len(cell) for cell in col) for col in zip(header, *lines, strict=True)]
-        for line in [header, *lines]:
-            cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
-            click.echo("  ".join(cells).rstrip())
+        click.echo(table(header, lines))
     for row in bad:
         where = f"{row['track']}: " if show_track else ""
         click.echo(
@@ -151,7 +159,7 @@ def _print_table(
 def _break(
     repo: Path, state_dir: Path | None, track: str, path: str, reason: str, *, as_json: bool
 ) -> None:
-    track_id = _track_id(track)
+    track_id = _track_id(track, repo, state_dir)
     state = StateDir.for_track(repo, track_id, state_dir)
     with _notifier(state, track_id) as notify:
         locks = PathLocks(state.locks, notify=notify)
@@ -162,7 +170,7 @@ def _break(
         return
     if broken is None:
         raise UserError(f"track {track_id} has no lock on {path!r}")
-    alive, _ = _liveness(broken)
+    alive, _ = liveness(broken)
     if as_json:
         click.echo(json.dumps({"track": track_id, "broken": broken.to_dict(), "reason": reason}))
     else:
@@ -178,25 +186,10 @@ def _break(
 @contextlib.contextmanager
 def _notifier(state: StateDir, track_id: str) -> Iterator[NotifyFn | None]:
     """A notify function posting lock notices on the track's bus (None if there is no bus)."""
-    try:
-        from conductor.bus import Bus
-    except ImportError:
-        yield None
-        return
+    from conductor.bus import Bus
+
     if not state.root.is_dir():
         yield None
         return
     with Bus.for_state(state, track_id) as bus:
-
-        def notify(mtype: str, payload: dict[str, Any]) -> None:
-            worker = payload.get("worker")
-            attempt = payload.get("attempt")
-            bus.post(
-                mtype,
-                task=payload.get("task"),
-                worker=worker if isinstance(worker, str) else None,
-                attempt=attempt if isinstance(attempt, int) else None,
-                payload=payload,
-            )
-
-        yield notify
+        yield bus_notifier(bus)

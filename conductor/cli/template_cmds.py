@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from conductor.cli.app import handle_errors, repo_option
+from conductor.cli.app import handle_errors, repo_option, state_dir_option
+from conductor.cli.tables import table
 
 if TYPE_CHECKING:
     from conductor.agents import TrackSpec
@@ -24,22 +24,14 @@ def load_track_file(path: Path) -> TrackSpec:
     return track
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = [headers, *rows]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
-
-
 def _track_option(fn: Any) -> Any:
     return click.option(
         "--track",
         "track_file",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(path_type=Path),
         default=None,
-        help="A track file: its templates directory (templates:) takes precedence.",
+        help="A track file (or its directory): its templates directory (templates:) takes "
+        "precedence.",
     )(fn)
 
 
@@ -82,15 +74,20 @@ def templates_list(repo: Path, track_file: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(entries, indent=2))
         return
     rows = [(e["name"], e["layer"], ", ".join(e["types"]) or "-", e["path"]) for e in entries]
-    click.echo(_table(("NAME", "LAYER", "TASK TYPES", "PATH"), rows))
+    click.echo(table(("NAME", "LAYER", "TASK TYPES", "PATH"), rows))
 
 
 @templates_group.command("show")
 @click.argument("type_or_name", metavar="TYPE")
 @repo_option
 @_track_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object: name, layer, path, text."
+)
 @handle_errors
-def templates_show(type_or_name: str, repo: Path, track_file: Path | None) -> None:
+def templates_show(
+    type_or_name: str, repo: Path, track_file: Path | None, as_json: bool
+) -> None:
     """Print the template tasks of TYPE use (or the template named TYPE), includes expanded.
 
     The template goes to stdout with its placeholders untouched, so it can be saved as a
@@ -104,11 +101,21 @@ def templates_show(type_or_name: str, repo: Path, track_file: Path | None) -> No
     name = name or templates.template_for(type_or_name)
     text = templates.raw_text(name)
     source = templates.source_of(name)
-    click.echo(f"# {name}: {templates.layer_of(name)} template {source}", err=True)
     included = []
     for line in templates.expand(name):
         if line.path != source and line.path not in included:
             included.append(line.path)
+    if as_json:
+        body = {
+            "name": name,
+            "layer": templates.layer_of(name),
+            "path": str(source),
+            "includes": [str(path) for path in included],
+            "text": text,
+        }
+        click.echo(json.dumps(body, indent=2))
+        return
+    click.echo(f"# {name}: {templates.layer_of(name)} template {source}", err=True)
     for path in included:
         click.echo(f"#   includes {path}", err=True)
     click.echo(text, nl=False)
@@ -120,20 +127,27 @@ def agents_group() -> None:
 
 
 @agents_group.command("list")
-@click.argument("track_file", metavar="TRACK", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("track_file", metavar="TRACK", type=click.Path(path_type=Path))
 @repo_option
+@state_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @handle_errors
-def agents_list(track_file: Path, repo: Path, as_json: bool) -> None:
+def agents_list(track_file: Path, repo: Path, state_dir: Path | None, as_json: bool) -> None:
     """Show the agent each task of TRACK is done as, and where that agent was defined.
 
     Sources: track (the track's agents:), claude-agents (REPO/.claude/agents/NAME.md),
-    inferred (made up from the agent's name and the task), default (the task names no agent).
-    Tasks with a run: command have no agent.
+    inferred (by a run with --adhoc, or, before one did, made up from the agent's name and
+    the task), default (the task names no agent). Tasks with a run: command have no agent.
     """
     track = load_track_file(track_file)
     from conductor.agents import AgentRegistry
+    from conductor.inference import inferred_on_bus
+    from conductor.track import Agent
 
+    earlier = inferred_on_bus(repo, track.id, state_dir)
+    if earlier:
+        agents = {name: Agent.model_validate(d) for name, d in earlier.items()}
+        track = track.model_copy(update={"inferred_agents": agents})  # type: ignore[attr-defined]
     registry = AgentRegistry(track, repo)
     entries: list[dict[str, Any]] = []
     for task in track.tasks:
@@ -167,4 +181,79 @@ def agents_list(track_file: Path, repo: Path, as_json: bool) -> None:
         )
         for e in entries
     ]
-    click.echo(_table(("TASK", "AGENT", "SOURCE", "ROLE", "MODEL", "DEFINED IN"), rows))
+    click.echo(table(("TASK", "AGENT", "SOURCE", "ROLE", "MODEL", "DEFINED IN"), rows))
+
+
+@agents_group.command("promote")
+@click.argument("track")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Replace an existing .claude/agents/NAME.md.")
+@repo_option
+@state_dir_option
+@handle_errors
+def agents_promote(track: str, name: str, force: bool, repo: Path, state_dir: Path | None) -> None:
+    """Keep agent NAME, inferred by a run of TRACK, as REPO/.claude/agents/NAME.md.
+
+    The file is in Claude Code's own subagent format (frontmatter name, description, tools,
+    model; the system prompt as its body), so Claude Code and later runs, with or without
+    --adhoc, use it as a defined agent. Exit 2 when no run inferred NAME.
+    """
+    import difflib
+
+    from conductor.cli.app import resolve_track
+    from conductor.errors import UserError
+    from conductor.inference import inferred_on_bus, promote
+
+    track_id, _ = resolve_track(track)
+    inferred = inferred_on_bus(repo, track_id, state_dir)
+    if name not in inferred:
+        close = difflib.get_close_matches(name, list(inferred), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        known = ", ".join(sorted(inferred)) or "none"
+        raise UserError(
+            f"no run of {track_id!r} inferred an agent {name!r}{hint}; inferred: {known}"
+        )
+    path = promote(inferred[name], repo, force=force)
+    click.echo(f"wrote {path}: tasks naming {name!r} now use it as a defined agent")
+
+
+@agents_group.command("stats")
+@click.argument("tracks", nargs=-1, metavar="[TRACK]...")
+@repo_option
+@state_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@handle_errors
+def agents_stats(
+    tracks: tuple[str, ...], repo: Path, state_dir: Path | None, as_json: bool
+) -> None:
+    """How each agent has done over every run on the buses of TRACKs (default: all tracks):
+    tasks done, first-try rate, mean attempts, mean duration, cost, mean review score."""
+    from conductor.agent_stats import stats_of
+    from conductor.cli.app import resolve_track
+
+    ids = [resolve_track(track)[0] for track in tracks]
+    rows = stats_of(repo, ids, state_dir)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no agent has run a task yet")
+        return
+
+    def shown(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    rows_shown = [
+        (
+            r["agent"],
+            str(r["tasks_done"]),
+            shown(r["first_try_rate"], ".0%"),
+            shown(r["mean_attempts"], ".2f"),
+            shown(r["mean_duration"], ".1f") + ("s" if r["mean_duration"] is not None else ""),
+            f"${r['cost_usd']:.4f}",
+            shown(r["mean_review_score"], ".1f"),
+        )
+        for r in rows
+    ]
+    headers = ("AGENT", "DONE", "FIRST TRY", "ATTEMPTS", "DURATION", "COST", "REVIEW")
+    click.echo(table(headers, rows_shown))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from conductor.cli.app import handle_errors, repo_option
-from conductor.errors import ConductorError
+from conductor.cli.app import handle_errors, repo_option, state_dir_option
+from conductor.errors import ConductorError, UserError
 
 _TRACK_ARG = click.argument("track", type=click.Path(path_type=Path, dir_okay=True))
 
@@ -16,9 +16,17 @@ _TRACK_ARG = click.argument("track", type=click.Path(path_type=Path, dir_okay=Tr
 @click.command()
 @_TRACK_ARG
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option(
+    "--adhoc",
+    is_flag=True,
+    help="Agents defined nowhere are inferred at run time (as `run --adhoc`), not errors.",
+)
 @repo_option
+@state_dir_option
 @handle_errors
-def validate(track: Path, as_json: bool, repo: Path) -> None:
+def validate(
+    track: Path, as_json: bool, adhoc: bool, repo: Path, state_dir: Path | None
+) -> None:
     """Check a track file: YAML syntax, fields, dependencies, cycles, parallel groups,
     and the worker templates and agents its Claude tasks will use.
 
@@ -27,17 +35,20 @@ def validate(track: Path, as_json: bool, repo: Path) -> None:
     problem and exits 2. Notes (such as tasks naming agents the track does not define)
     are printed but are not errors.
     """
+    from conductor.inference import notes as inference_notes
     from conductor.templates import check_templates
     from conductor.track import load_track
 
     try:
         loaded = load_track(track)
+        if adhoc:
+            loaded = loaded.model_copy(update={"adhoc": True})
         check_templates(loaded, repo)
     except ConductorError as exc:
         if as_json:
             click.echo(json.dumps({"ok": False, "error": str(exc), "line": exc.line}))
         raise
-    notes = loaded.notes()
+    notes = loaded.notes() if not loaded.adhoc else inference_notes(loaded, repo, state_dir)
     if as_json:
         result = {
             "ok": True,
@@ -62,7 +73,39 @@ FORMATS = ("text", "dot", "mermaid", "json")
 
 
 @click.command()
-@_TRACK_ARG
+@click.argument("track", type=click.Path(path_type=Path, dir_okay=True), required=False)
+@click.option(
+    "--goal",
+    default=None,
+    help="Plan a new track for this goal instead: a planner session reads the repository "
+    "and writes a track file (checked, sent back up to 3 times if it has problems).",
+)
+@click.option(
+    "--context",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    help="With --goal: a file the planner should read too (repeatable).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --goal: where to write the track [default: tracks/ID/track.yaml].",
+)
+@click.option(
+    "--no-questions",
+    "no_questions",
+    is_flag=True,
+    help="With --goal: the planner assumes instead of asking (it asks only on a terminal).",
+)
+@click.option("--force", is_flag=True, help="With --goal: replace an existing track file.")
+@click.option("--model", default=None, help="With --goal: the planner's model.")
+@click.option(
+    "--max-budget-usd",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="With --goal: the most one planner session may cost.",
+)
 @click.option(
     "--format",
     "fmt",
@@ -78,17 +121,64 @@ FORMATS = ("text", "dot", "mermaid", "json")
     default=None,
     help="Print the system prompt (SKILL.md) and user prompt TASK's worker would get.",
 )
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @repo_option
+@state_dir_option
 @handle_errors
-def plan(track: Path, fmt: str, show_prompt: str | None, repo: Path) -> None:
-    """Show how a track would run, without running anything.
+def plan(
+    track: Path | None,
+    goal: str | None,
+    context: tuple[Path, ...],
+    out: Path | None,
+    no_questions: bool,
+    force: bool,
+    model: str | None,
+    max_budget_usd: float | None,
+    fmt: str,
+    show_prompt: str | None,
+    as_json: bool,
+    repo: Path,
+    state_dir: Path | None,
+) -> None:
+    """Show how TRACK would run, without running anything; or, with --goal, plan a new track.
 
     Lists the parallel levels (tasks in one level do not depend on each other), the
     critical path and its length, and pairs of tasks that never run together because
     their files overlap. Pipe `--format dot` into `dot -Tsvg` to draw the graph.
+
+    With --goal "..." a planner session reads the repository (read-only) and writes a track
+    file: tasks with dependencies, files, acceptance criteria, verify commands, and the
+    specialist agents it invented. Plans with problems (cycles, overlapping files that are
+    not ordered, tasks without verify or files, an agent nobody defined) go back to it, at
+    most 3 rounds; nothing is written until one passes. Exit 2 when none does.
     """
     from conductor import plan as plans
     from conductor.track import load_track
+
+    if goal is not None:
+        if track is not None:
+            raise UserError("give TRACK to show its plan, or --goal to plan a new one, not both")
+        from conductor.cli.planner_cmds import plan_from_goal
+
+        plan_from_goal(
+            goal,
+            context=context,
+            out=out,
+            questions=not no_questions,
+            force=force,
+            model=model,
+            max_budget_usd=max_budget_usd,
+            repo=repo,
+            state_dir=state_dir,
+        )
+        return
+    if track is None:
+        raise UserError("give TRACK (a track file or directory), or --goal to plan a new track")
+
+    if as_json:
+        if fmt not in ("text", "json"):
+            raise UserError(f"give --json or --format {fmt}, not both")
+        fmt = "json"
 
     loaded = load_track(track)
     if show_prompt is not None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from conductor.bus import Bus
+    from conductor.executors.api_errors import ApiStop
     from conductor.locks import PathLocks
     from conductor.messages import Message
     from conductor.track import Task, Track
@@ -65,7 +66,8 @@ class AttemptContext:
     """Extra environment for children: CONDUCTOR_* variables naming the worker (and, outside
     a copy, the bus)."""
     budget_left_usd: float | None = None
-    """Track budget still unspent when the attempt starts; None when there is no budget."""
+    """What the attempt may spend: the lesser of the track's unspent ``budget_usd`` and what
+    the task's earlier attempts left of its ``max_budget_usd``; None when neither is set."""
     locks: PathLocks | None = None
     """The track's path locks, when the run has them."""
     bus: Bus | None = None
@@ -136,6 +138,13 @@ class Outcome:
     """Claude session id, when there was one."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Executor-specific details copied into TASK_COMPLETE / TASK_FAILED payloads."""
+    worker_lost: dict[str, Any] | None = None
+    """Set when the worker died with the machine it ran on (a cluster node): where (``node``)
+    and what was seen. Recorded as a WORKER_LOST that counts toward ``max_attempts``."""
+    api_stop: ApiStop | None = None
+    """Set when the session stopped on the API (credentials refused, a usage or rate limit,
+    an overload), not on the task: recorded as TASK_DEFERRED, which never counts toward
+    ``max_attempts`` (``conductor.limits``)."""
 
 
 class Executor(Protocol):

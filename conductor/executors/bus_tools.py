@@ -19,28 +19,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 from claude_agent_sdk import McpSdkServerConfig, SdkMcpTool, create_sdk_mcp_server, tool
 
+from conductor.contract import (
+    LOCK_FILE,
+    READ_MESSAGES,
+    READABLE_TYPES,
+    REPORT_COMPLETE,
+    REPORT_FAILED,
+    REPORT_PROGRESS,
+    SERVER_KEY,
+    UNLOCK_FILE,
+)
 from conductor.errors import ConductorError
 from conductor.executors.evidence import Claim, Evidence, matches_globs, repo_relative
-from conductor.executors.tool_names import SERVER_KEY
 from conductor.messages import Message, MessageType
-
-READABLE_TYPES = frozenset(
-    {
-        MessageType.NOTE.value,
-        MessageType.APPROVE.value,
-        MessageType.SKIP.value,
-        MessageType.BLOCKED.value,
-        "GUIDANCE",
-    }
-)
-"""Message types ``read_messages`` shows a worker; everything else is bookkeeping noise."""
 
 _MAX_READ = 50
 _MAX_TEXT = 4000
@@ -70,8 +68,6 @@ class WorkerBinding:
     """The track's ``Bus`` (for ``read_messages``), when the run has one."""
     cursor: int = 0
     """Last sequence number ``read_messages`` returned."""
-    progress_posts: int = field(default=0)
-    """How many report_progress calls were made."""
 
 
 def _text(text: str, *, error: bool = False) -> dict[str, Any]:
@@ -139,7 +135,7 @@ def build_tools(binding: WorkerBinding) -> list[SdkMcpTool[Any]]:
         return where.rel, None
 
     @tool(
-        "report_progress",
+        REPORT_PROGRESS,
         "Tell the conductor how the task is going (shown to the person running the track).",
         {
             "type": "object",
@@ -156,11 +152,10 @@ def build_tools(binding: WorkerBinding) -> list[SdkMcpTool[Any]]:
         if isinstance(percent, int | float) and not isinstance(percent, bool):
             payload["percent"] = max(0.0, min(100.0, float(percent)))
         binding.post(MessageType.PROGRESS, payload=payload)
-        binding.progress_posts += 1
         return _text("Progress recorded.")
 
     @tool(
-        "lock_file",
+        LOCK_FILE,
         "Lock a repository file (path relative to the repository) so no other worker edits it "
         "while you do. Fails if another worker holds it.",
         {
@@ -187,7 +182,7 @@ def build_tools(binding: WorkerBinding) -> list[SdkMcpTool[Any]]:
         return _text(f"Locked {rel} for you ({binding.worker}).")
 
     @tool(
-        "unlock_file",
+        UNLOCK_FILE,
         "Release a lock you hold on a repository file.",
         {
             "type": "object",
@@ -221,7 +216,7 @@ def build_tools(binding: WorkerBinding) -> list[SdkMcpTool[Any]]:
         return _text(f"Released {rel}.")
 
     @tool(
-        "read_messages",
+        READ_MESSAGES,
         "Read notes, approvals and guidance addressed to your task or the whole track. "
         "Without since_seq, returns what is new since your last call.",
         {
@@ -258,7 +253,7 @@ def build_tools(binding: WorkerBinding) -> list[SdkMcpTool[Any]]:
         return _text("\n".join(lines))
 
     @tool(
-        "report_complete",
+        REPORT_COMPLETE,
         "Report that your task is done. This is a claim: the conductor checks the files you "
         "changed and runs the task's verify commands before accepting it.",
         {
@@ -296,7 +291,7 @@ def build_tools(binding: WorkerBinding) -> list[SdkMcpTool[Any]]:
         )
 
     @tool(
-        "report_failed",
+        REPORT_FAILED,
         "Report that you cannot complete your task, and why.",
         {
             "type": "object",

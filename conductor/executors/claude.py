@@ -18,9 +18,10 @@ One attempt is one isolated session (more only when the API is overloaded, see b
   (``evidence.FileGuard``); the CLI's stderr goes to the attempt's log.
 
 The message stream is always drained to its end (leaving it early leaks the CLI process). The
-bus gets WORKER_STARTED (session id, CLI pid and its start time for ``reap_orphan``), PROGRESS
-(tokens, cost, turns; at most one per ``PROGRESS_INTERVAL`` seconds plus one at the end),
-API_RETRY, TOOL_DENIED and the worker's CLAIM_* messages.
+bus gets WORKER_STARTED (session id, CLI pid and its start time, for
+``conductor.processes.end_recorded``), PROGRESS (tokens, cost, turns; at most one per
+``PROGRESS_INTERVAL`` seconds plus one at the end), API_RETRY, TOOL_DENIED and the worker's
+CLAIM_* messages.
 
 Cost: ``total_cost_usd`` is cumulative within a session, so each result adds only its
 increase; ``Outcome.cost_usd`` is the sum over this attempt's sessions.
@@ -48,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -68,11 +68,14 @@ from claude_agent_sdk import (
     ProcessError,
     ResultError,
     ResultMessage,
+    StreamEvent,
     SystemMessage,
     ToolUseBlock,
 )
 
+from conductor.contract import SERVER_KEY, TOKEN_ENV, qualified, qualified_tool_names
 from conductor.errors import ConductorError, UserError
+from conductor.executors.api_errors import ApiStop, ApiWatch
 from conductor.executors.base import AttemptContext, ExecutorBase, Needs, Outcome
 from conductor.executors.bus_tools import WorkerBinding, build_bus_server
 from conductor.executors.evidence import (
@@ -84,11 +87,12 @@ from conductor.executors.evidence import (
     judge,
     locks_covering,
 )
-from conductor.executors.tool_names import SERVER_KEY, qualified, qualified_tool_names
+from conductor.executors.pricing import price
 from conductor.executors.transcript import Transcript
 from conductor.logs import get_logger
 from conductor.messages import MessageType
 from conductor.paths import open_state_file
+from conductor.processes import descendants, end_recorded, process_start_time, terminate
 from conductor.sandbox import claude_settings
 
 if TYPE_CHECKING:
@@ -122,12 +126,6 @@ PROGRESS_INTERVAL = 2.0
 MAX_BACKOFF = 300.0
 """Longest wait before re-running a session after an API error."""
 
-TERM_GRACE = 3.0
-"""Seconds between SIGTERM and SIGKILL when ending a CLI process tree."""
-
-API_ERROR_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
-"""HTTP statuses of a failed API call worth re-running the session for."""
-
 _FAKE_PATH_ENV = ("CONDUCTOR_FAKE_SCRIPT", "CONDUCTOR_FAKE_LOG", "CONDUCTOR_FAKE_STATE")
 """Paths the offline fake CLI reads, resolved before the session starts in its copy."""
 
@@ -147,79 +145,17 @@ _FORCED_ENV = {
 }
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def _process_start(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _dead(proc: psutil.Process) -> bool:
-    try:
-        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return True
-
-
-def _wait_dead(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
-    deadline = time.monotonic() + timeout
-    alive = [p for p in procs if not _dead(p)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = [p for p in alive if not _dead(p)]
-    return alive
-
-
-def terminate_tree(procs: list[psutil.Process], grace: float = TERM_GRACE) -> int:
-    """SIGTERM ``procs``, wait up to ``grace`` seconds, SIGKILL the rest; return how many ended.
-
-    Never reaps: a child of this process stays a zombie for its owner (the SDK's transport)
-    to collect, so nobody waits on a pid that is already gone.
-    """
-    targets = [p for p in procs if not _dead(p)]
-    for proc in targets:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGTERM)
-    stubborn = _wait_dead(targets, grace)
-    for proc in stubborn:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    survivors = _wait_dead(stubborn, grace)
-    return len(targets) - len(survivors)
-
-
-def reap_orphan(payload: dict[str, Any]) -> bool:
-    """End the CLI process a WORKER_STARTED ``payload`` records, if it still runs.
-
-    The process must still have the recorded start time (``cli_pid_start``): a reused pid is
-    left alone. Its descendants go too (SIGTERM, then SIGKILL). True if something was ended.
-    """
-    pid = payload.get("cli_pid")
-    start = payload.get("cli_pid_start")
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1 or pid == os.getpid():
-        return False
-    if not isinstance(start, int | float) or isinstance(start, bool):
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if abs(proc.create_time() - float(start)) > 0.05:
-            return False
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        family = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return False
-    return terminate_tree(family) > 0
+def isolated_env(env: dict[str, str], config_dir: Path, tmp_dir: Path) -> dict[str, str]:
+    """``env`` for a background session: its own config and temp directories, no
+    non-essential traffic, credential scrubbing off (see ``_FORCED_ENV``)."""
+    env = dict(env)
+    for key, value in _ISOLATION_ENV.items():
+        if key not in env and key not in os.environ:
+            env[key] = value
+    env.update(_FORCED_ENV)
+    env["CLAUDE_CONFIG_DIR"] = str(config_dir)
+    env["TMPDIR"] = str(tmp_dir)
+    return env
 
 
 # --------------------------------------------------------------------------- metering
@@ -263,20 +199,23 @@ class Meter:
     """Usage summed over results."""
     live: dict[str, Any] = field(default_factory=dict)
     """Usage of assistant messages since the last result (not yet in ``usage``)."""
+    live_cost: float = 0.0
+    """Those messages priced as they stream (``pricing``); the result's cost replaces it."""
     turns_done: int = 0
     """Turns of the finished sessions."""
     session_turns: int = 0
     """Turns of the running session."""
     results: int = 0
     """Results seen."""
-    _seen: set[str] = field(default_factory=set)
+    _seen: dict[str, tuple[str | None, dict[str, Any]]] = field(default_factory=dict)
+    _current: str | None = None
     _last_post: float | None = None
     _dirty: bool = False
 
     @property
     def cost(self) -> float:
-        """This attempt's cost so far."""
-        return self.cost_done + self.session_cost
+        """This attempt's cost so far, the running session's streamed responses included."""
+        return self.cost_done + self.session_cost + self.live_cost
 
     @property
     def turns(self) -> int:
@@ -290,17 +229,54 @@ class Meter:
         self.session_cost = 0.0
         self.session_turns = 0
         self.live = {}
+        self.live_cost = 0.0
         self._seen.clear()
+        self._current = None
 
     def on_assistant(self, message: AssistantMessage) -> None:
-        """Count an assistant message's usage once per API message id."""
+        """Count an assistant message's usage once per API message id, and price it."""
         if message.usage is None or message.parent_tool_use_id is not None:
             return
         key = message.message_id or message.uuid or str(id(message))
-        if key in self._seen:
+        self._update(key, message.model, message.usage)
+
+    def on_stream(self, event: StreamEvent) -> None:
+        """Take a response's usage as the API streams it.
+
+        The CLI's assistant messages carry the usage of the response's start (output tokens
+        still at 1); only the stream's ``message_delta`` has the final figure, long before
+        the session's result."""
+        if event.parent_tool_use_id is not None:
             return
-        self._seen.add(key)
-        _add_usage(self.live, message.usage)
+        data = event.event
+        kind = data.get("type")
+        if kind == "message_start":
+            start = data.get("message") or {}
+            self._current = str(start.get("id") or event.uuid)
+            self._update(self._current, start.get("model"), start.get("usage") or {})
+        elif kind == "message_delta" and self._current is not None:
+            model = self._seen.get(self._current, (None, {}))[0]
+            self._update(self._current, model, data.get("usage") or {})
+
+    def _update(self, key: str, model: str | None, usage: dict[str, Any]) -> None:
+        """Merge what is known of one response's usage (the larger figure of each kind wins:
+        the CLI repeats a response per content block, the stream refines it) and reprice."""
+        old_model, known = self._seen.get(key, (None, {}))
+        merged = dict(known)
+        for name, value in usage.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                merged[name] = max(value, merged.get(name, 0) or 0)
+            elif name not in merged:
+                merged[name] = value
+        entry = (model or old_model, merged)
+        if self._seen.get(key) == entry:
+            return
+        self._seen[key] = entry
+        self.live = {}
+        self.live_cost = 0.0
+        for each_model, each in self._seen.values():
+            _add_usage(self.live, each)
+            self.live_cost += price(each_model, each)
         self._dirty = True
         self.maybe_post()
 
@@ -311,6 +287,9 @@ class Meter:
             self.session_cost = max(self.session_cost, float(result.total_cost_usd))
         _add_usage(self.usage, result.usage)
         self.live = {}
+        self.live_cost = 0.0
+        self._seen.clear()
+        self._current = None
         self.session_turns = max(self.session_turns, int(result.num_turns or 0))
         self._dirty = True
         self.maybe_post()
@@ -373,24 +352,26 @@ class SessionEnd:
     """The CLI's non-zero exit code, when known."""
     fatal: bool = False
     """A new attempt cannot help (the CLI is missing)."""
-    assistant_error: str | None = None
-    """The last ``AssistantMessage.error`` (``rate_limit``, ``server_error``...)."""
+    watch: ApiWatch = field(default_factory=ApiWatch)
+    """What the stream said about the API (errors, retries, rate-limit events)."""
+    cut: bool = False
+    """conductor ended the session itself (credentials refused, see ``ApiWatch.observe``)."""
+
+    @property
+    def api_stop(self) -> ApiStop | None:
+        """Why the session stopped on the API (``api_errors``), or None."""
+        if self.result is None and self.error is not None and not self.cut:
+            return None
+        return self.watch.classify(self.result)
 
     @property
     def api_status(self) -> int | None:
-        """The HTTP status when the session ended on a retryable API error, else None."""
-        res = self.result
-        if res is not None and res.is_error:
-            status = res.api_error_status
-            text = (res.result or "").lower()
-            if status in API_ERROR_STATUSES:
-                return status
-            if res.terminal_reason == "api_error" or "overloaded" in text:
-                return status or 529
+        """The HTTP status when the session ended on an overloaded API (worth running the
+        session again after a pause), else None."""
+        stop = self.api_stop
+        if stop is None or stop.kind != "overload":
             return None
-        if res is None and self.assistant_error in ("rate_limit", "server_error"):
-            return 429 if self.assistant_error == "rate_limit" else 529
-        return None
+        return stop.status or 529
 
 
 def _open_log(path: Path, header: str) -> IO[str]:
@@ -449,7 +430,7 @@ class ClaudeExecutor(ExecutorBase):
 
     def recover(self, started: dict[str, Any]) -> bool:
         """End the CLI (and its children) a killed conductor's attempt left running."""
-        return bool(started.get("cli_pid")) and reap_orphan(started)
+        return end_recorded(started.get("cli_pid"), started.get("cli_pid_start"))
 
     async def execute(self, ctx: AttemptContext) -> Outcome:
         """Run the session(s), judge the claim against the evidence, return the outcome."""
@@ -484,9 +465,10 @@ class ClaudeExecutor(ExecutorBase):
                     break
                 outcome = Outcome(
                     ok=False,
-                    error="no budget left for this attempt",
+                    error=_no_budget(ctx),
                     retryable=False,
                     cost_usd=meter.cost,
+                    extra={"budget_stop": True},
                 )
                 break
             sessions += 1
@@ -563,13 +545,25 @@ class ClaudeExecutor(ExecutorBase):
         }
         error: str | None = None
         retryable = True
-        status = end.api_status
+        stop = end.api_stop if claim is None else None
         if end.fatal:
             error, retryable = end.error, False
-        elif status is not None and claim is None:
-            error = f"API error {status} after {api_failures} retries"
+        elif stop is not None:
+            error = stop.describe()
+            if api_failures:
+                error += f" (the session was run {api_failures + 1} times)"
+            extra["api_stop"] = stop.to_payload()
+            return Outcome(
+                ok=False, error=error, retryable=True, extra=extra, api_stop=stop, **common
+            )
         elif res is not None and res.subtype == "error_max_budget_usd":
-            error = "session stopped at its budget limit; files may be half-written"
+            error = (
+                "session stopped at its budget limit; files may be half-written. It is not "
+                "retried: raise the task's max_budget_usd (or the track's budget_usd) and run "
+                "again"
+            )
+            retryable = False
+            extra["budget_stop"] = True
         elif (
             res is not None
             and res.subtype == "error_max_turns"
@@ -636,15 +630,9 @@ class ClaudeExecutor(ExecutorBase):
         for d in (config_dir, tmp_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         env = {**self.extra_env, **ctx.env}
-        if ctx.token and "CONDUCTOR_WORKER_TOKEN" not in env:
-            env["CONDUCTOR_WORKER_TOKEN"] = ctx.token
-        for key, value in _ISOLATION_ENV.items():
-            if key not in env and key not in os.environ:
-                env[key] = value
-        env.update(_FORCED_ENV)
-        env["CLAUDE_CONFIG_DIR"] = str(config_dir)
-        env["TMPDIR"] = str(tmp_dir)
-        return env
+        if ctx.token and TOKEN_ENV not in env:
+            env[TOKEN_ENV] = ctx.token
+        return isolated_env(env, config_dir, tmp_dir)
 
     def build_options(
         self,
@@ -693,6 +681,7 @@ class ClaudeExecutor(ExecutorBase):
             env=self._env(ctx),
             extra_args=extra_args,
             max_buffer_size=self.max_buffer_size,
+            include_partial_messages=True,  # responses' usage as it streams (``Meter``)
             stderr=stderr,
             hooks=hooks,
             setting_sources=cast("list[SettingSource]", sources),
@@ -822,7 +811,7 @@ class ClaudeExecutor(ExecutorBase):
                 end.error = f"Claude Code CLI failed to start: {exc}"
                 return end
             end.cli_pid = await self._cli_pid(client)
-            started = end.cli_pid and _process_start(end.cli_pid)
+            started = end.cli_pid and process_start_time(end.cli_pid)
             ctx.post(
                 MessageType.WORKER_STARTED,
                 payload={
@@ -837,9 +826,17 @@ class ClaudeExecutor(ExecutorBase):
                 },
             )
             try:
-                async for message in client.receive_messages():
-                    transcript.record(message)
-                    self._observe(ctx, message, end, evidence, meter)
+                with anyio.CancelScope() as cut:
+                    async for message in client.receive_messages():
+                        if isinstance(message, StreamEvent):
+                            meter.on_stream(message)  # partial responses: only their cost
+                            continue
+                        transcript.record(message)
+                        if self._observe(ctx, message, end, evidence, meter):
+                            cut.cancel()  # the CLI would retry refused credentials for minutes
+                if cut.cancelled_caught:
+                    end.cut = True
+                    await self._end_cli(end.cli_pid)
             except ResultError as exc:
                 end.exit_code = exc.exit_code
                 if end.result is None:
@@ -850,25 +847,32 @@ class ClaudeExecutor(ExecutorBase):
             except ClaudeSDKError as exc:
                 end.error = f"Claude Code CLI failed: {exc}"
             if end.cli_pid:
-                family = _descendants(end.cli_pid)
+                family = descendants(end.cli_pid)
         except BaseException:
             # Cancelled (timeout, Ctrl-C) or failing: end the CLI and whatever it started now,
             # rather than waiting out the SDK's close (EOF, 5 s, SIGTERM, 5 s, SIGKILL).
-            if end.cli_pid:
-                tree = [*_descendants(end.cli_pid)]
-                with contextlib.suppress(psutil.Error):
-                    tree.insert(0, psutil.Process(end.cli_pid))
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(terminate_tree, tree)
+            await self._end_cli(end.cli_pid)
             raise
         finally:
             with anyio.CancelScope(shield=True):
                 await client.disconnect()
                 leftovers = [p for p in family if p.is_running()]
                 if leftovers:
-                    await anyio.to_thread.run_sync(terminate_tree, leftovers)
+                    await anyio.to_thread.run_sync(terminate, leftovers)
+            with contextlib.suppress(OSError, ValueError):
+                logfile.write(_end_line(end))
             logfile.close()
         return end
+
+    async def _end_cli(self, pid: int | None) -> None:
+        """End the CLI process ``pid`` and everything it started (shielded)."""
+        if not pid:
+            return
+        tree = [*descendants(pid)]
+        with contextlib.suppress(psutil.Error):
+            tree.insert(0, psutil.Process(pid))
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(terminate, tree)
 
     async def _cli_pid(self, client: ClaudeSDKClient) -> int | None:
         info = await client.get_server_info()
@@ -886,13 +890,13 @@ class ClaudeExecutor(ExecutorBase):
         end: SessionEnd,
         evidence: Evidence,
         meter: Meter,
-    ) -> None:
+    ) -> bool:
+        """Take one message of the session; True when the session must end now."""
+        cut = end.watch.observe(message)
         if isinstance(message, AssistantMessage):
             for block in message.content:
                 if isinstance(block, ToolUseBlock):
                     evidence.record_tool_use(block.name, block.id)
-            if message.error:
-                end.assistant_error = message.error
             meter.on_assistant(message)
         elif isinstance(message, ResultMessage):
             end.result = message
@@ -912,6 +916,33 @@ class ClaudeExecutor(ExecutorBase):
                     "error": str(data.get("error") or "")[:200] or None,
                 },
             )
+        return cut
+
+
+def _no_budget(ctx: AttemptContext) -> str:
+    """Why an attempt cannot start: which budget is spent, and what to change."""
+    cap = getattr(ctx.task, "max_budget_usd", None)
+    if cap is None:
+        return "no budget left: the track's budget_usd is spent; raise it and run again"
+    return (
+        f"no budget left: the task's attempts spent its max_budget_usd (${float(cap):.2f}), "
+        "or the track's budget_usd is spent; raise it and run again"
+    )
+
+
+def _end_line(end: SessionEnd) -> str:
+    """The attempt log's line about how a session ended, in the CLI's own words."""
+    res = end.result
+    if end.cut:
+        what = "ended by conductor: " + (end.watch.assistant_text or "the API refused it")
+    elif res is None:
+        what = end.error or "no result"
+    else:
+        what = f"{res.subtype}{' (error)' if res.is_error else ''}"
+        text = (res.result or "").strip() or "; ".join(res.errors or [])
+        if text and (res.is_error or res.subtype != "success"):
+            what += f": {text[:500]}"
+    return f"--- claude session ended: {what} ---\n"
 
 
 def _env_number(env: Mapping[str, str], name: str, kind: type[float] | type[int]) -> Any:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from conductor.contract import TOOL_PREFIX
 from conductor.globs import matches
 
 GUARDED_TOOLS = ("Write", "Edit", "MultiEdit", "NotebookEdit")
@@ -38,9 +39,6 @@ GUARDED_TOOLS = ("Write", "Edit", "MultiEdit", "NotebookEdit")
 
 GUARDED_MATCHER = "|".join(GUARDED_TOOLS)
 """The ``HookMatcher.matcher`` for the guarded tools."""
-
-CONDUCTOR_TOOL_PREFIX = "mcp__conductor__"
-"""Tool names of conductor's own in-process server; they are not evidence of work."""
 
 EXPECTS_CHANGE = frozenset({"code", "ui", "integration", "test", "tests", "bugfix", "refactor"})
 """Task types whose completion must change at least one file."""
@@ -142,7 +140,7 @@ class Evidence:
 
     def record_tool_use(self, tool_name: str, tool_use_id: str | None) -> None:
         """Count one tool call once, however many times it is observed."""
-        if tool_name.startswith(CONDUCTOR_TOOL_PREFIX):
+        if tool_name.startswith(TOOL_PREFIX):
             return
         key = tool_use_id or f"anon-{len(self.tool_use_ids)}"
         if key in self.tool_use_ids:

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from conductor.errors import ConductorError
@@ -75,6 +75,7 @@ from conductor.testing.script import (
 
 __all__ = [
     "FAKE_API_KEY",
+    "FAKE_OAUTH_TOKEN",
     "FakeMessagesAPI",
     "bundled_cli_path",
     "main",
@@ -83,6 +84,12 @@ __all__ = [
 
 FAKE_API_KEY = "sk-ant-offline-fake-key-000000000000"
 """The API key ``real_cli_env`` hands the CLI; the fake server accepts any key."""
+
+FAKE_OAUTH_TOKEN = "sk-ant-oat01-offline-fake-token-000000000000"
+"""The OAuth token ``real_cli_env(..., credentials="oauth")`` hands the CLI instead: the CLI
+then acts as for a Claude subscription (usage limits with reset times)."""
+
+Credentials = Literal["api_key", "oauth", "none"]
 
 _FALLBACK_TEXT = "OK."
 _ERROR_TYPES = {
@@ -330,7 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
         if turn is not None and turn.delay:
             time.sleep(turn.delay)
         if turn is not None and turn.status is not None:
-            self._json(turn.status, _error_body(turn.status, turn.message))
+            self._json(turn.status, _error_body(turn.status, turn.message), _error_headers(turn))
             return
         model = str(body.get("model") or "claude-sonnet-4-5")
         message = _message(turn, reply.text, model)
@@ -430,6 +437,31 @@ def _error_body(status: int, message: str | None) -> dict[str, Any]:
     }
 
 
+def _error_headers(turn: ApiTurn) -> dict[str, str]:
+    """Headers of an injected error: a rate limit's reset times, a usage limit's."""
+    now = time.time()
+    headers: dict[str, str] = {}
+    if turn.retry_after is not None:
+        reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + turn.retry_after))
+        headers["retry-after"] = f"{turn.retry_after:g}"
+        for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
+            headers[f"anthropic-ratelimit-{kind}-reset"] = reset
+    if turn.resets_in is not None:
+        reset_at = str(int(now + turn.resets_in))
+        headers.update(
+            {
+                "anthropic-ratelimit-unified-status": "rejected",
+                "anthropic-ratelimit-unified-reset": reset_at,
+                "anthropic-ratelimit-unified-representative-claim": "five_hour",
+                "anthropic-ratelimit-unified-5h-status": "rejected",
+                "anthropic-ratelimit-unified-5h-reset": reset_at,
+                "anthropic-ratelimit-unified-5h-utilization": "1.0",
+            }
+        )
+    headers.update(turn.headers)
+    return headers
+
+
 def _chunks(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
@@ -490,10 +522,18 @@ def _session_key(headers: Any, body: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- the real CLI
 
 
-def real_cli_env(base_url: str, config_dir: Path, *, tmp_dir: Path | None = None) -> dict[str, str]:
+def real_cli_env(
+    base_url: str,
+    config_dir: Path,
+    *,
+    tmp_dir: Path | None = None,
+    credentials: Credentials = "api_key",
+) -> dict[str, str]:
     """Environment for the real CLI talking only to a local fake API.
 
-    Sets the base URL and a fake API key, blanks other credentials and cloud providers, turns
+    Sets the base URL and fake credentials (``credentials``: ``api_key``, the default,
+    ``FAKE_API_KEY``; ``oauth``, ``FAKE_OAUTH_TOKEN`` as a subscription login; ``none``, no
+    credentials at all: the CLI says "Not logged in"), blanks the others and cloud providers, turns
     off non-essential traffic, telemetry and auto-update, offers MCP tools up front
     (``ENABLE_TOOL_SEARCH=false``), and gives the session its own ``CLAUDE_CONFIG_DIR`` (and
     ``TMPDIR`` when ``tmp_dir`` is given); both directories are created.
@@ -501,9 +541,9 @@ def real_cli_env(base_url: str, config_dir: Path, *, tmp_dir: Path | None = None
     config_dir.mkdir(parents=True, exist_ok=True)
     env = {
         "ANTHROPIC_BASE_URL": base_url,
-        "ANTHROPIC_API_KEY": FAKE_API_KEY,
+        "ANTHROPIC_API_KEY": FAKE_API_KEY if credentials == "api_key" else "",
         "ANTHROPIC_AUTH_TOKEN": "",
-        "CLAUDE_CODE_OAUTH_TOKEN": "",
+        "CLAUDE_CODE_OAUTH_TOKEN": FAKE_OAUTH_TOKEN if credentials == "oauth" else "",
         "CLAUDE_CODE_USE_BEDROCK": "0",
         "CLAUDE_CODE_USE_VERTEX": "0",
         "CLAUDE_CODE_USE_FOUNDRY": "0",

@@ -46,9 +46,11 @@ Steps (one action each, plus an optional ``cost``):
 - ``sleep: seconds``; ``api_retry: {attempt, max_retries, status, delay_ms}`` (a
   ``system``/``api_retry`` message); ``error: {message, api_error_status}`` (an ``api_error``
   result: subtype ``success``, ``is_error`` true; exit 1 at end of input, so the SDK raises
-  ``ResultError``); ``result: {subtype, is_error, result, terminal_reason, errors}`` (end the
-  turn with that result); ``exit: code`` (result, then exit at once); ``crash: true|code``
-  (exit abruptly, no result); ``hang: true|forever|eof|unkillable`` (never finish).
+  ``ResultError``); ``result: {subtype, is_error, result, terminal_reason, errors,
+  structured_output}`` (end the turn with that result; ``structured_output`` is the answer a
+  ``--json-schema`` session returns); ``exit: code`` (result, then exit at once);
+  ``crash: true|code`` (exit abruptly, no result); ``hang: true|forever|eof|unkillable`` (never
+  finish).
 
 ``attempts`` are counted per rule across processes in a state file beside the script
 (``<script>.state.json``, or ``$CONDUCTOR_FAKE_STATE``) under a file lock. Each prompt of a
@@ -90,6 +92,8 @@ from typing import IO, Any, NoReturn
 
 from filelock import FileLock
 
+from conductor.atomic import write_atomic
+from conductor.contract import ENV_PREFIX
 from conductor.errors import ConductorError
 from conductor.testing.script import (
     CliRule,
@@ -371,14 +375,12 @@ def _next_attempt(state_path: Path, key: str) -> int:
             state = {}
         count = int(state.get(key, 0)) + 1
         state[key] = count
-        tmp = state_path.with_name(f".{state_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-        os.replace(tmp, state_path)
+        write_atomic(state_path, json.dumps(state, indent=1, sort_keys=True), mode=0o644)
     return count
 
 
 def _masked_env() -> dict[str, str]:
-    prefixes = ("CONDUCTOR_", "CLAUDE_", "ANTHROPIC_")
+    prefixes = (ENV_PREFIX, "CLAUDE_", "ANTHROPIC_")
     env: dict[str, str] = {}
     for key, value in os.environ.items():
         if key.startswith(prefixes) or key in ("TMPDIR", "PWD"):
@@ -1094,6 +1096,11 @@ class _Turn:
             "permission_denials": self.denials,
             "terminal_reason": fields.get("terminal_reason") or "completed",
             "api_error_status": fields.get("api_error_status"),
+            **(
+                {"structured_output": fields["structured_output"]}
+                if "structured_output" in fields
+                else {}
+            ),
             "fake_rule": self.rule,
             "fake_attempt": self.attempt,
             "uuid": str(uuid.uuid4()),
@@ -1158,10 +1165,12 @@ class _Turn:
             )
             self._wait(r.delay_ms / 1000)
         elif action == "error" and step.error is not None:
-            self.api_error(step.error.api_error_status, step.error.message)
+            self.api_error(step.error.api_error_status, step.error.message, step.error.resets_in)
         elif action == "result" and step.result is not None:
             r2 = step.result
-            custom = {"result": r2.result} if r2.result is not None else {}
+            custom: dict[str, Any] = {"result": r2.result} if r2.result is not None else {}
+            if r2.structured_output is not None:
+                custom["structured_output"] = r2.structured_output
             raise _Finish(
                 subtype=r2.subtype,
                 is_error=r2.is_error,
@@ -1189,9 +1198,10 @@ class _Turn:
                 self.interrupted("aborted_streaming")
 
     def hang(self, mode: str) -> None:
+        if mode == "unkillable":  # ignored before the log says so: a test may wait for it
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.cli.log.write("hang", mode=mode)
         if mode == "unkillable":
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             while True:
                 time.sleep(3600)
         while True:
@@ -1200,8 +1210,28 @@ class _Turn:
             if self.cli._interrupted.wait(0.05):
                 self.interrupted("aborted_streaming")
 
-    def api_error(self, status: int, message: str) -> None:
+    def api_error(self, status: int | None, message: str, resets_in: float | None = None) -> None:
         text = f"API Error: {status} {message}"
+        error = _assistant_error(status) if status is not None else "authentication_failed"
+        if status is None:
+            text = "Not logged in · Please run /login"
+        elif resets_in is not None:
+            resets_at = int(time.time() + resets_in)
+            clock = time.strftime("%H:%M", time.gmtime(resets_at))
+            text = f"You've hit your limit · resets {clock} (UTC)"
+            error = "rate_limit"
+            self.cli.emit(
+                {
+                    "type": "rate_limit_event",
+                    "rate_limit_info": {
+                        "status": "rejected",
+                        "resetsAt": resets_at,
+                        "rateLimitType": "five_hour",
+                        "isUsingOverage": False,
+                    },
+                    **self._base(),
+                }
+            )
         self.turns += 1
         self.last_text = text
         self.cli.emit(
@@ -1218,7 +1248,7 @@ class _Turn:
                     "usage": _usage(0, 0),
                 },
                 "parent_tool_use_id": None,
-                "error": _assistant_error(status),
+                "error": error,
                 "is_api_error_message": True,
                 "api_error_status": status,
                 **self._base(),
@@ -1511,10 +1541,7 @@ def fake_cli_path(cache_dir: Path | None = None) -> Path:
     wrapper = cache_dir / f"fake-claude-{digest}"
     text = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m conductor.testing.fake_cli "$@"\n'
     if not wrapper.is_file() or wrapper.read_text() != text or not os.access(wrapper, os.X_OK):
-        tmp = cache_dir / f".{wrapper.name}.{os.getpid()}.tmp"
-        tmp.write_text(text)
-        tmp.chmod(0o755)
-        os.replace(tmp, wrapper)
+        write_atomic(wrapper, text, mode=0o755)
     return wrapper
 
 

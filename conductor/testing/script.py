@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -32,12 +32,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from conductor.errors import UserError
+from conductor.yamldoc import Doc, node_lines, validate
 
 __all__ = [
     "ApiRetryAction",
@@ -152,7 +152,14 @@ class ErrorAction(_Strict):
     (subtype ``success`` with ``is_error`` true); the process then exits 1 at end of input."""
 
     message: str = "Overloaded"
-    api_error_status: int = Field(default=529, ge=400, le=599)
+    """The API's error message (the text is "API Error: <status> <message>")."""
+    api_error_status: int | None = Field(default=529, ge=400, le=599)
+    """The HTTP status; null is the CLI's own refusal before any request: without
+    credentials it says "Not logged in · Please run /login" (error ``authentication_failed``)."""
+    resets_in: float | None = Field(default=None, ge=0)
+    """A subscription's usage limit: first a ``rate_limit_event`` (``status: rejected``,
+    ``resetsAt`` = now + this many seconds), then the CLI's "You've hit your limit · resets
+    <time> (UTC)" with status 429."""
 
 
 class ApiRetryAction(_Strict):
@@ -176,6 +183,10 @@ class ResultAction(_Strict):
     """The result text; defaults to the last assistant text."""
     terminal_reason: str | None = None
     errors: list[str] = Field(default_factory=list)
+    structured_output: Any = None
+    """The answer of a session asked for structured output (``--json-schema``), as the
+    result's ``structured_output``. Not checked against the schema: a test may send a wrong
+    one on purpose."""
 
 
 HangMode = Literal["forever", "eof", "unkillable"]
@@ -359,6 +370,15 @@ class ApiTurn(_Strict):
     """For an error: how many requests in a row get it."""
     message: str | None = None
     """For an error: the error message in the JSON body."""
+    retry_after: float | None = Field(default=None, ge=0)
+    """For an error: a ``retry-after`` header (seconds) and the ``anthropic-ratelimit-*-reset``
+    headers of an API-key rate limit, that much later."""
+    resets_in: float | None = Field(default=None, ge=0)
+    """For a 429: a subscription's usage limit, resetting this many seconds from now (the
+    ``anthropic-ratelimit-unified-*`` headers, ``status: rejected``). The CLI heeds them only
+    when it runs on an OAuth token (``real_cli_env(..., credentials="oauth")``)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """For an error: more response headers, as given."""
 
     @field_validator("tool_use", mode="before")
     @classmethod
@@ -374,6 +394,11 @@ class ApiTurn(_Strict):
             raise ValueError("a turn needs 'text', 'tool_use' or 'status'")
         if self.status is None and self.times != 1:
             raise ValueError("'times' only applies to an error turn ('status')")
+        extras = self.retry_after is not None or self.resets_in is not None or self.headers
+        if self.status is None and extras:
+            raise ValueError(
+                "'retry_after', 'resets_in' and 'headers' only apply to an error turn ('status')"
+            )
         return self
 
     @property
@@ -466,48 +491,7 @@ def _load(model: type[_M], source: Path | str | Mapping[str, Any]) -> _M:
 def _validate(
     model: type[_M], data: dict[str, Any], path: Path | None, root: yaml.Node | None
 ) -> _M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = [part for part in first["loc"] if not _is_internal_loc(part)]
-        field = ".".join(str(part) for part in loc) or None
-        message = first["msg"]
-        if len(exc.errors()) > 1:
-            message += f" (and {len(exc.errors()) - 1} more problem(s))"
-        line = _line_of(root, loc) if root is not None else None
-        raise UserError(message, path=path, line=line, field=field) from exc
-
-
-def _is_internal_loc(part: Any) -> bool:
-    # pydantic adds pseudo-locations for union members and validators
-    return isinstance(part, str) and (part.startswith(("function-", "tagged-union")))
-
-
-def _line_of(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:
-    """The 1-based line of the YAML node at ``loc`` (or of its deepest existing parent)."""
-    if node is None:
-        return None
-    line = node.start_mark.line + 1
-    for part in loc:
-        child: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                    child = value
-                    line = key.start_mark.line + 1
-                    break
-        elif (
-            isinstance(node, yaml.SequenceNode)
-            and isinstance(part, int)
-            and 0 <= part < len(node.value)
-        ):
-            child = node.value[part]
-            line = child.start_mark.line + 1
-        if child is None:
-            return line
-        node = child
-    return line
+    return validate(Doc(data, node_lines(root), path, UserError), model, data)
 
 
 def text_of(content: Any) -> str:

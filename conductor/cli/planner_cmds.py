@@ -1,0 +1,84 @@
+"""``conductor plan --goal``: plan a new track from a goal (``conductor.planner``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def plan_from_goal(
+    goal: str,
+    *,
+    context: tuple[Path, ...],
+    out: Path | None,
+    questions: bool,
+    force: bool,
+    model: str | None,
+    max_budget_usd: float | None,
+    repo: Path,
+    state_dir: Path | None,
+) -> None:
+    """Plan ``goal``, write the track file, record the planning on the new track's bus."""
+    import sys
+
+    import anyio
+
+    from conductor.bus import Bus
+    from conductor.errors import UserError
+    from conductor.paths import StateDir, check_name
+    from conductor.planner import plan_goal, read_context
+
+    if out is not None and out.exists() and not force:
+        raise UserError(f"{out} exists; pass --force to replace it, or another --out")
+
+    def record(track_id: str, mtype: str, payload: dict[str, Any]) -> None:
+        try:
+            check_name(track_id, "track id")
+        except UserError:
+            return  # the logic check reports the bad id; nothing to record it under
+        sd = StateDir.for_track(repo, track_id, state_dir).ensure()
+        with Bus.for_state(sd, track_id) as bus:
+            bus.post(mtype, payload=payload)
+
+    async def ask_person(asked: list[str]) -> list[str]:
+        def prompt() -> list[str]:
+            click.echo("The planner asks:", err=True)
+            return [click.prompt(f"  {q}", err=True) for q in asked]
+
+        return await anyio.to_thread.run_sync(prompt)
+
+    interactive = questions and sys.stdin.isatty() and sys.stderr.isatty()
+    target = out if out is not None else repo / "tracks" / "planned" / "track.yaml"
+    planned = anyio.run(
+        lambda: plan_goal(
+            goal,
+            repo,
+            target,
+            context=read_context(list(context)),
+            asker=ask_person if interactive else None,
+            model=model,
+            max_budget_usd=max_budget_usd,
+            record=record,
+        )
+    )
+    if out is None:
+        target = repo / "tracks" / planned.track_id / "track.yaml"
+        if target.exists() and not force:
+            raise UserError(f"{target} exists; pass --force to replace it, or give --out")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(planned.text, encoding="utf-8")
+    tmp.replace(target)
+    record(
+        planned.track_id,
+        "PLAN_WRITTEN",
+        {"path": str(target), "rounds": planned.rounds, "cost_usd": round(planned.cost_usd, 6)},
+    )
+    fixed = f", {len(planned.problems_fixed)} sent back" if planned.problems_fixed else ""
+    click.echo(
+        f"wrote {target}: track {planned.track_id} in {planned.rounds} round"
+        f"{'s' if planned.rounds != 1 else ''}{fixed}, ${planned.cost_usd:.4f}"
+    )
+    click.echo(f"next: conductor plan {target}   then: conductor run {target}")

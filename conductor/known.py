@@ -1,0 +1,70 @@
+"""The task ids a track named by its bare id stands for, from its run state alone.
+
+``conductor bus post hello SKIP --task greet-de`` names the track by id, not by file, yet a
+task id it does not have must be an error, never a message about nothing. Each run records
+its track file on TRACK_STARTED (``source``, relative to the checkout when inside it); the
+task ids are those of that file, if it still loads as the same track, together with every
+task the bus mentions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+from pathlib import Path
+
+from conductor.bus import Bus
+from conductor.errors import ConductorError, UserError
+from conductor.messages import MessageType
+from conductor.state import load_state
+
+_STARTED = f".{MessageType.TRACK_STARTED}."
+
+
+def recorded_source(bus: Bus, repo: Path) -> Path | None:
+    """The track file the newest run recorded on TRACK_STARTED, or None."""
+    try:
+        names = [name for name in os.listdir(bus.directory) if _STARTED in name]
+    except OSError:
+        return None
+    for name in sorted(names, reverse=True):
+        head = name.split(".", 1)[0]
+        if not head.isdigit():
+            continue
+        msg = bus.get(int(head))
+        if msg is None or msg.type != MessageType.TRACK_STARTED:
+            continue
+        source = msg.payload.get("source")
+        if isinstance(source, str) and source:
+            return repo / source
+        return None
+    return None
+
+
+def known_task_ids(bus: Bus, cache_dir: Path, repo: Path) -> set[str]:
+    """Task ids of the track: its recorded track file's, and every task its bus mentions."""
+    ids = set(load_state(bus, cache_dir, bus.track).tasks)
+    source = recorded_source(bus, repo)
+    if source is not None:
+        from conductor.track import load_track
+
+        with contextlib.suppress(ConductorError, OSError):
+            track = load_track(source)
+            if track.id == bus.track:
+                ids.update(track.task_ids())
+    return ids
+
+
+def check_task(bus: Bus, cache_dir: Path, repo: Path, task_id: str) -> None:
+    """Raise ``UserError`` (with a did-you-mean) unless the track knows ``task_id``."""
+    known = known_task_ids(bus, cache_dir, repo)
+    if task_id in known:
+        return
+    match = difflib.get_close_matches(task_id, sorted(known), n=1, cutoff=0.6)
+    hint = f" (did you mean {match[0]!r}?)" if match else ""
+    raise UserError(
+        f"track {bus.track!r} has no task {task_id!r}{hint}; "
+        "name the track by its file to post about a task that has not run yet",
+        task_id=task_id,
+    )

@@ -1,0 +1,168 @@
+"""Review with a score: a reviewer session reads an attempt's diff and scores it.
+
+A task with ``review:`` (or a ``review:`` in ``defaults``, for tasks whose work is in a copy)
+is reviewed after its verify commands pass and before its work lands. The reviewer is a
+read-only session (``conductor.asking``: Read, Grep and Glob in the attempt's copy, no edits,
+no commands) given the task, its acceptance criteria and the diff against the snapshot. It
+answers pass/fail, a score from 0 to 100 per criterion with a comment, and overall comments.
+
+The review passes when the reviewer says pass and the mean of its scores reaches
+``threshold``. Otherwise the attempt fails with the review as its feedback, so the next
+attempt's worker reads it, until ``max_rounds`` reviews have rejected the task: then it fails
+for good. A review that cannot be done (the session fails) is a rejected round: unreviewed
+work never lands. Every review is a ``REVIEW_RESULT`` message: round, score, threshold,
+passed, the scores, the comments, what it cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conductor.track import Review, Task, Track
+
+SYSTEM = """You review one change to a repository for a team of software agents. Read the
+diff you are given and, where you need more, the files of the repository (Read, Grep, Glob).
+Score the change against each criterion from 0 (not met) to 100 (fully met), with one short,
+concrete comment per criterion that a developer can act on. Pass it only when it meets every
+criterion. Never change anything."""
+
+REVIEWER_ROLE = "You are a meticulous senior code reviewer."
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "passed": {"type": "boolean"},
+        "scores": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "criterion": {"type": "string"},
+                    "score": {"type": "integer", "minimum": 0, "maximum": 100},
+                    "comment": {"type": "string"},
+                },
+                "required": ["criterion", "score", "comment"],
+            },
+        },
+        "comments": {"type": "string"},
+    },
+    "required": ["passed", "scores", "comments"],
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One review of one attempt."""
+
+    passed: bool
+    """The reviewer said pass and the score reached the threshold."""
+    score: float
+    """Mean of the criteria's scores, 0–100 (0 when the review could not be done)."""
+    scores: list[dict[str, Any]] = field(default_factory=list)
+    """``{criterion, score, comment}`` per criterion."""
+    comments: str = ""
+    """The reviewer's overall comments."""
+    cost_usd: float = 0.0
+    """What the review cost."""
+    agent: str = "reviewer"
+    """Who reviewed."""
+    error: str | None = None
+    """Why the review could not be done."""
+
+    def feedback(self, round_: int, review: Review) -> str:
+        """The review as the next attempt's worker reads it."""
+        head = (
+            f"review round {round_} of {review.max_rounds}: score {self.score:.0f} "
+            f"(needs {review.threshold})"
+        )
+        if self.error:
+            return f"{head}: the review could not be done: {self.error}"
+        lines = [head + ("" if self.passed else ": rejected"), self.comments.strip()]
+        for item in self.scores:
+            lines.append(f"- {item['criterion']}: {item['score']} — {item['comment']}")
+        return "\n".join(line for line in lines if line)
+
+
+def criteria(task: Task, review: Review) -> list[str]:
+    """What the reviewer scores: the review's criteria, else the task's acceptance."""
+    return list(review.criteria or task.acceptance or [f"The change does: {task.name}"])
+
+
+def question(task: Task, wanted: list[str], diff: str) -> str:
+    """What the reviewer is asked."""
+    lines = [f"Review the change made for task {task.id}: {task.name}"]
+    if task.instructions:
+        lines += ["", "The task's instructions:", task.instructions.strip()]
+    lines += ["", "Score each criterion:"]
+    lines += [f"{n}. {c}" for n, c in enumerate(wanted, 1)]
+    lines += ["", "The diff against the state the work started from:", "```diff", diff, "```"]
+    return "\n".join(lines)
+
+
+async def review_attempt(
+    track: Track,
+    task: Task,
+    review: Review,
+    *,
+    repo: Path,
+    workdir: Path,
+    diff: str,
+    log_path: Path | None = None,
+    max_budget_usd: float | None = None,
+) -> Verdict:
+    """Review the attempt whose copy is ``workdir`` and whose change is ``diff``."""
+    from conductor.agents import AgentError, AgentRegistry
+    from conductor.asking import AskError, ask
+
+    system, model, who = f"{REVIEWER_ROLE}\n\n{SYSTEM}", track.model, "reviewer"
+    if review.agent:
+        try:
+            as_reviewer = task.model_copy(update={"agent": review.agent})
+            reviewer = AgentRegistry(track, repo).resolve(as_reviewer)
+        except AgentError as exc:
+            return Verdict(passed=False, score=0.0, agent=review.agent, error=exc.message)
+        system = f"{reviewer.system_prompt}\n\n{SYSTEM}"
+        model, who = reviewer.model or model, reviewer.name
+    wanted = criteria(task, review)
+    try:
+        answer = await ask(
+            question(task, wanted, diff),
+            SCHEMA,
+            system=system,
+            cwd=workdir,
+            model=model,
+            max_budget_usd=max_budget_usd,
+            log_path=log_path,
+        )
+    except AskError as exc:
+        return Verdict(passed=False, score=0.0, cost_usd=exc.cost_usd, agent=who, error=exc.message)
+    data = answer.data if isinstance(answer.data, dict) else {}
+    scores: list[dict[str, Any]] = []
+    for item in data.get("scores") or []:
+        if isinstance(item, dict) and isinstance(item.get("score"), int | float):
+            scores.append(
+                {
+                    "criterion": str(item.get("criterion", "")),
+                    "score": max(0, min(100, int(item["score"]))),
+                    "comment": str(item.get("comment", "")),
+                }
+            )
+    if not scores:
+        return Verdict(
+            passed=False,
+            score=0.0,
+            cost_usd=answer.cost_usd,
+            agent=who,
+            error="the reviewer gave no scores",
+        )
+    score = sum(int(item["score"]) for item in scores) / len(scores)
+    return Verdict(
+        passed=bool(data.get("passed")) and score >= review.threshold,
+        score=round(score, 1),
+        scores=scores,
+        comments=str(data.get("comments") or ""),
+        cost_usd=answer.cost_usd,
+        agent=who,
+    )

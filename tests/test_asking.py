@@ -1,0 +1,106 @@
+"""Questions with JSON answers, asked of the offline fake CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conductor.asking import AskError, ask
+from conductor.testing import fake_cli_path, read_fake_log
+from conductor.testing.fake_api import FakeMessagesAPI, bundled_cli_path, real_cli_env
+
+pytestmark = pytest.mark.anyio
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake CLI answers questions; its log is returned."""
+    monkeypatch.setenv("CONDUCTOR_CLAUDE_CLI", str(fake_cli_path()))
+    log = tmp_path / "fake.jsonl"
+    monkeypatch.setenv("CONDUCTOR_FAKE_LOG", str(log))
+    return log
+
+
+def script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rules: list[object]) -> None:
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps({"sessions": rules}))
+    monkeypatch.setenv("CONDUCTOR_FAKE_SCRIPT", str(path))
+
+
+async def test_the_answer_is_the_structured_output(
+    fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The result's structured_output is the answer; the session was read-only."""
+    script(
+        tmp_path,
+        monkeypatch,
+        [
+            {
+                "match": "count",
+                "steps": [{"cost": 0.02}, {"result": {"structured_output": {"n": 3}}}],
+            }
+        ],
+    )
+    answer = await ask("count the files", SCHEMA, system="You count.", cwd=tmp_path)
+    assert answer.data == {"n": 3} and answer.cost_usd == pytest.approx(0.02)
+    start = next(r for r in read_fake_log(fake) if r["event"] == "start")
+    assert json.loads(start["args"]["values"]["json-schema"]) == SCHEMA
+    assert start["args"]["tools"] == ["Read", "Grep", "Glob"]
+
+
+async def test_no_structured_output_is_an_error_with_its_cost(
+    fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that answers in prose only raises AskError, keeping what it cost."""
+    script(tmp_path, monkeypatch, [{"match": "count", "steps": [{"cost": 0.01}, {"text": "3"}]}])
+    with pytest.raises(AskError, match="without structured output") as caught:
+        await ask("count the files", SCHEMA, system="You count.", cwd=tmp_path)
+    assert caught.value.cost_usd == pytest.approx(0.01)
+
+
+async def test_a_failed_session_is_an_error(
+    fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session ending in an error result raises AskError naming why."""
+    script(
+        tmp_path,
+        monkeypatch,
+        [{"match": "count", "steps": [{"result": {"subtype": "error_max_turns"}}]}],
+    )
+    with pytest.raises(AskError, match="failed"):
+        await ask("count the files", SCHEMA, system="You count.", cwd=tmp_path)
+
+
+@pytest.mark.real_cli
+@pytest.mark.skipif(bundled_cli_path() is None, reason="no bundled Claude Code CLI")
+async def test_the_real_cli_answers_through_its_structured_output_tool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the real CLI the model answers by calling StructuredOutput; that is the answer."""
+    script = {
+        "conversations": [
+            {
+                "match": "count",
+                "turns": [
+                    {
+                        "text": "Counting.",
+                        "tool_use": {"name": "StructuredOutput", "input": {"n": 3}},
+                    },
+                    {"text": "done"},
+                ],
+            }
+        ]
+    }
+    with FakeMessagesAPI(script) as api:
+        env = real_cli_env(api.base_url, tmp_path / "config", tmp_dir=tmp_path / "tmp")
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("CONDUCTOR_CLAUDE_CLI", str(bundled_cli_path()))
+        answer = await ask("count the files", SCHEMA, system="You count.", cwd=tmp_path)
+        tools = [t["name"] for t in api.requests[0]["tools"]]
+    assert answer.data == {"n": 3} and answer.cost_usd > 0
+    assert sorted(tools) == ["Glob", "Grep", "Read", "StructuredOutput"]

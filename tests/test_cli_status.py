@@ -1,0 +1,94 @@
+"""`conductor status` in-process: each task's state as the bus records it, and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from conductor.cli import main
+
+TRACK = """\
+track: demo
+tasks:
+  - id: build
+    run: "true"
+  - id: test
+    depends_on: [build]
+    run: "echo boom; exit 3"
+  - id: docs
+    depends_on: [test]
+    run: "true"
+"""
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Errors go through the CLI's handler, as for a user."""
+    monkeypatch.delenv("CONDUCTOR_RAISE_ERRORS", raising=False)
+
+
+@pytest.fixture
+def ran(repo: Path) -> Path:
+    """The track file of a run that ended with build complete, test failed, docs blocked."""
+    track = repo / "track.yaml"
+    track.write_text(TRACK)
+    result = invoke("run", str(track), "--repo", str(repo), "--progress", "none")
+    assert result.exit_code == 1, result.output
+    return track
+
+
+def rows_by_task(stdout: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split() for line in stdout.splitlines() if line.startswith("  ")}
+
+
+def test_status_of_a_track_file_lists_every_task(repo: Path, ran: Path) -> None:
+    """Given the track file, status sums up the run and shows each task's state, attempts and
+    the failed task's error; it exits 0 whatever the track's outcome."""
+    result = invoke("status", str(ran), "--repo", str(repo))
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("track demo: 1 blocked, 1 complete, 1 failed (")
+    rows = rows_by_task(result.stdout)
+    assert rows["build"][1:4] == ["complete", "attempts", "1"]
+    assert rows["test"][1] == "failed" and "exited with status 3" in " ".join(rows["test"])
+    assert rows["docs"][1:4] == ["blocked", "attempts", "0"]
+
+
+def test_status_by_track_id_shows_the_tasks_seen_on_the_bus(repo: Path, ran: Path) -> None:
+    """Given only the id, status lists the tasks the bus knows; without the file's
+    dependencies a task below a failure shows as pending, not blocked."""
+    result = invoke("status", "demo", "--repo", str(repo))
+    assert result.exit_code == 0, result.output
+    rows = rows_by_task(result.stdout)
+    assert list(rows) == ["build", "test", "docs"]
+    assert [rows[t][1] for t in rows] == ["complete", "failed", "pending"]
+
+
+def test_status_json(repo: Path, ran: Path) -> None:
+    """--json prints one object: counts by status and one row per task with its fields."""
+    result = invoke("status", str(ran), "--repo", str(repo), "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["track"] == "demo" and data["runs"] == 1
+    assert data["counts"] == {"complete": 1, "failed": 1, "blocked": 1}
+    rows = {row["task"]: row for row in data["tasks"]}
+    assert [row["task"] for row in data["tasks"]] == ["build", "test", "docs"]
+    assert rows["build"]["status"] == "complete" and rows["build"]["error"] is None
+    assert rows["test"]["status"] == "failed" and rows["test"]["failures"] >= 1
+    assert "exited with status 3" in rows["test"]["error"]
+    assert rows["docs"] | {"status": "blocked", "attempts": 0} == rows["docs"]
+
+
+def test_status_of_a_track_never_run_exits_2(repo: Path) -> None:
+    """A track id without run state is bad input (exit 2) with a clear message, no traceback."""
+    result = invoke("status", "never-ran", "--repo", str(repo))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and "never-ran" in result.stderr
+    assert "Traceback" not in result.output
