@@ -3,8 +3,9 @@
 Per agent: tasks done (TASK_COMPLETE), how many of those were done at the first try (no
 failed attempt since the task was last dispatched afresh), mean attempts per task done, mean
 duration of the completing attempt, cost of every attempt it made (failed ones too) and the
-mean score reviewers gave its attempts. A task's agent is the one its TASK_COMPLETE or
-TASK_FAILED names; shell tasks have none and are left out.
+mean score reviewers gave its attempts (a review that could not be done is left out). A
+task's agent is the one its TASK_COMPLETE or TASK_FAILED names; shell tasks have none and are
+left out.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def collect(
             failures[msg.task] = 0
         elif msg.type == MessageType.REVIEW_RESULT and msg.worker:
             score = msg.payload.get("score")
-            if isinstance(score, int | float):
+            # A review that could not be done (its 0 carries an error) says nothing of the agent.
+            if isinstance(score, int | float) and not msg.payload.get("error"):
                 scores[msg.worker] = float(score)
         elif msg.type in (MessageType.TASK_COMPLETE, MessageType.TASK_FAILED):
             name = msg.payload.get("agent")

@@ -11,7 +11,7 @@ with exit 6 and its reason on the bus; ``approval_timeout`` ends an unanswered w
 way, the conductor posting the REJECT itself.
 
 The cost estimate is an upper bound from what the track caps: every Claude task's
-``max_budget_usd`` for each of its ``max_attempts``, never more than the track's
+``max_budget_usd`` (which caps all its attempts together), never more than the track's
 ``budget_usd``. Claude tasks without a cap are listed as uncapped, with their model.
 """
 
@@ -25,6 +25,7 @@ from conductor.track import Track
 if TYPE_CHECKING:
     from conductor.bus import Bus
     from conductor.messages import Message
+    from conductor.paths import StateDir
 
 
 def summary(track: Track, repo: Path, to_run: list[str]) -> dict[str, Any]:
@@ -57,13 +58,13 @@ def summary(track: Track, repo: Path, to_run: list[str]) -> dict[str, Any]:
             if task.max_budget_usd is None:
                 uncapped.append(task.id)
             else:
-                capped += task.max_budget_usd * task.max_attempts
+                capped += task.max_budget_usd  # all its attempts together
         tasks.append(row)
     most = capped if not uncapped else None
     if track.budget_usd is not None:
         most = track.budget_usd if most is None else min(most, track.budget_usd)
     levels = [[tid for tid in level if tid in wanted] for level in make_plan(track).levels]
-    return {
+    plan = {
         "track": track.id,
         "tasks": tasks,
         "levels": [level for level in levels if level],
@@ -71,11 +72,45 @@ def summary(track: Track, repo: Path, to_run: list[str]) -> dict[str, Any]:
         "estimate": {"at_most_usd": most, "capped_usd": capped, "uncapped": uncapped},
         "budget_usd": track.budget_usd,
     }
+    return _fitted(plan)
+
+
+MAX_SUMMARY_BYTES = 256 * 1024
+"""Largest plan put on the bus; a bigger one keeps the first tasks' details and the counts
+(``conductor plan TRACK`` shows the rest)."""
+
+
+def _fitted(plan: dict[str, Any]) -> dict[str, Any]:
+    """``plan``, cut to ``MAX_SUMMARY_BYTES`` of JSON by dropping later tasks' details."""
+    import json
+
+    def size(data: dict[str, Any]) -> int:
+        return len(json.dumps(data, ensure_ascii=False).encode())
+
+    if size(plan) <= MAX_SUMMARY_BYTES:
+        return plan
+    tasks = plan["tasks"]
+    levels = plan["levels"]
+    keep = len(tasks)
+    while keep > 0:
+        keep //= 2
+        cut = {
+            **plan,
+            "tasks": tasks[:keep],
+            "levels": [level[:20] for level in levels[:50]],
+            "more_tasks": len(tasks) - keep,
+            "uncapped_count": len(plan["estimate"]["uncapped"]),
+            "estimate": {**plan["estimate"], "uncapped": plan["estimate"]["uncapped"][:50]},
+        }
+        if size(cut) <= MAX_SUMMARY_BYTES:
+            return cut
+    return cut
 
 
 def render(track_id: str, plan: dict[str, Any]) -> str:
     """The summary for a person, as ``run`` prints it before asking."""
-    lines = [f"track {track_id}: {len(plan['tasks'])} tasks to run, waiting for approval"]
+    count = len(plan["tasks"]) + int(plan.get("more_tasks", 0))
+    lines = [f"track {track_id}: {count} tasks to run, waiting for approval"]
     lines.append("groups (each starts when its own dependencies are done):")
     for number, level in enumerate(plan["levels"], 1):
         lines.append(f"  {number}. {', '.join(level)}")
@@ -95,6 +130,8 @@ def render(track_id: str, plan: dict[str, Any]) -> str:
             lines.append(f"    files: {', '.join(row['files'])}")
         for command in row["verify"]:
             lines.append(f"    verify: {command}")
+    if plan.get("more_tasks"):
+        lines.append(f"  ... and {plan['more_tasks']} more (`conductor plan TRACK` lists them)")
     estimate = plan["estimate"]
     if not any("run" not in row for row in plan["tasks"]):
         pass  # shell commands only: nothing is priced
@@ -108,11 +145,21 @@ def render(track_id: str, plan: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def answer(bus: Bus, cache_dir: Path, *, approved: bool, reason: str, by: str) -> Message:
+def answer(
+    bus: Bus,
+    cache_dir: Path,
+    *,
+    approved: bool,
+    reason: str,
+    by: str,
+    state_dir: StateDir | None = None,
+) -> Message:
     """Answer the run waiting for approval on ``bus``: post APPROVE or REJECT for the track.
 
     Raises ``UserError`` when no run is waiting: an answer must follow the request it answers
-    (a stale APPROVE would count for nothing, so it is refused rather than posted).
+    (a stale APPROVE would count for nothing, so it is refused rather than posted). Given
+    ``state_dir``, a request whose conductor is gone (killed while it waited) is not waiting
+    either: the next run asks again.
     """
     from conductor.errors import UserError
     from conductor.messages import MessageType
@@ -124,5 +171,14 @@ def answer(bus: Bus, cache_dir: Path, *, approved: bool, reason: str, by: str) -
             f"no run of track {bus.track!r} is waiting for approval "
             "(`conductor run --approve` asks for it)"
         )
+    if state_dir is not None:
+        from conductor.liveness import runner
+
+        who = runner(state_dir, bus.track, runs=state.runs, ended=state.ended)
+        if who.status != "running":
+            raise UserError(
+                f"no run of track {bus.track!r} is waiting for approval: the conductor that "
+                "asked is gone (`conductor run` asks again)"
+            )
     kind = MessageType.APPROVE if approved else MessageType.REJECT
     return bus.post(kind, payload={"reason": reason, "by": by})

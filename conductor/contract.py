@@ -40,7 +40,7 @@ REPO_ENV: Final = "CONDUCTOR_REPO"
 """The person's checkout."""
 TAG_ENV: Final = "CONDUCTOR_RUN_TAG"
 """An opaque mark of one track's attempts, for attempts that must not learn where the bus is
-(``conductor.commands.run_tag``)."""
+(``conductor.processes.run_tag``)."""
 
 PRIVATE_ENV: Final = (TOKEN_ENV, WORKER_DIR_ENV, STATE_DIR_ENV, BUS_ENV, REPO_ENV)
 """Variables that name conductor's state; an attempt in a copy gets them empty."""

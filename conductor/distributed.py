@@ -134,6 +134,7 @@ class RayExecutor(ExecutorBase):
         self._shipped: dict[str, tuple[Any, str, str, str]] = {}
         self._resources: tuple[float, dict[str, float]] = (0.0, {})
         self._ship_lock = threading.Lock()
+        self._git_lock = threading.Lock()
         self._git: PrivateGit | None = None
 
     # ---- connection
@@ -291,7 +292,7 @@ class RayExecutor(ExecutorBase):
         if "gpus" in wanted:
             options["num_gpus"] = wanted.pop("gpus")
         if "memory" in wanted:
-            options["memory"] = wanted.pop("memory")
+            options["memory"] = int(wanted.pop("memory"))
         known = self._cluster_resources()
         if kind == "claude" and SESSIONS_RESOURCE not in wanted and SESSIONS_RESOURCE in known:
             wanted[SESSIONS_RESOURCE] = 1.0
@@ -311,9 +312,11 @@ class RayExecutor(ExecutorBase):
         return known
 
     def _private(self, ctx: AttemptContext) -> PrivateGit:
-        if self._git is None:
-            self._git = PrivateGit(ctx.state_root / "git", Checkout.find(ctx.repo)).ensure()
-        return self._git
+        """Conductor's git directory of this run (``conductor.isolation`` made it)."""
+        with self._git_lock:
+            if self._git is None:
+                self._git = PrivateGit(ctx.state_root / "git", Checkout.find(ctx.repo)).ensure()
+            return self._git
 
     def _ship(self, ctx: AttemptContext) -> tuple[Any, str, str, str]:
         """The snapshot's bundle in the object store (made once per tree), its commit, the
@@ -349,9 +352,14 @@ class RayExecutor(ExecutorBase):
             return shipped
 
     async def _serve(self, ctx: AttemptContext, node: dict[str, Any]) -> None:
-        """Answer the node's requests until cancelled."""
+        """Answer the node's requests until cancelled (or the relay is gone: the node's
+        requests then fail, and so does its task)."""
         while True:
-            batch = await _wait(self._relay.poll.remote(ctx.worker_id, POLL_SECONDS))
+            try:
+                batch = await _wait(self._relay.poll.remote(ctx.worker_id, POLL_SECONDS))
+            except Exception as exc:
+                log.error("lost the relay to the attempt's node", error=repr(exc))
+                return
             for rid, op, args in batch:
                 try:
                     value = await self._handle(ctx, node, op, args)

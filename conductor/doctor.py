@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from conductor.paths import STATE_ROOT_NAME
+from conductor.terminal import visible
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -294,6 +295,7 @@ def render(checks: list[Check]) -> list[str]:
     for c in checks:
         mark = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}[c.status]
         fix = f" — fix: {c.fix}" if c.fix and c.status != "ok" else ""
-        lines.append(f"{mark}  {c.name:<{width}}  {c.detail}{fix}")
+        # A CLI's or git's own output is quoted in details: its escape sequences are shown.
+        lines.append(visible(f"{mark}  {c.name:<{width}}  {c.detail}{fix}"))
     return lines
 

@@ -25,6 +25,7 @@ Exit codes (also in the README):
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -56,13 +57,20 @@ class ConductorError(Exception):
 
     def __str__(self) -> str:
         where = ""
-        if self.path is not None:
+        if self.path is not None and (self.line is not None or not self._names_path()):
             where = str(self.path)
             if self.line is not None:
                 where += f":{self.line}"
             where += ": "
         what = f"{self.field}: " if self.field else ""
         return f"{where}{what}{self.message}"
+
+    def _names_path(self) -> bool:
+        """Whether the message already names its file as a word (then it is not prefixed
+        with it a second time)."""
+        edge = r"""[\s'"`:,]"""
+        pattern = rf"(^|{edge}){re.escape(str(self.path))}($|{edge})"
+        return re.search(pattern, self.message) is not None
 
 
 class UserError(ConductorError):
@@ -89,9 +97,3 @@ class StateError(ConductorError):
     """The bus or state directory is unusable: hostile symlink, oversized message, bad name."""
 
     exit_code = 5
-
-
-class Rejected(ConductorError):
-    """A person rejected the run at its approval pause, or nobody approved it in time."""
-
-    exit_code = 6

@@ -31,7 +31,8 @@ pairs of path segments (``**`` spanning any number of them), and inside a segmen
 of tokens; it may say True when unsure, never False when a common path exists. ``covers``
 answers the other way round: True only when every path one pattern matches, the other
 matches too. ``overlapping_pairs`` finds every overlapping pair among many file lists through
-an index on literal prefixes and tails, so lists in unrelated directories are never compared.
+an index on literal prefixes and tails, so lists in unrelated directories are never compared;
+``first_overlapping_pair`` finds the first such pair comparing equal lists only once.
 """
 
 from __future__ import annotations
@@ -654,6 +655,37 @@ def overlapping_pairs(
     """
     for i, j, labels in overlapping_index_pairs([files for _, files in items], shared):
         yield items[i][0], items[j][0], labels
+
+
+def first_overlapping_pair(
+    items: Sequence[tuple[str, Sequence[str]]], shared: Sequence[str] = ()
+) -> tuple[str, str, list[str]] | None:
+    """The first pair ``overlapping_pairs`` would give (in item order), or None.
+
+    Items with the same set of files are compared once, as one class: hundreds of items
+    sharing a glob cost one comparison, not one per pair.
+    """
+    classes: dict[frozenset[str], list[int]] = {}
+    for index, (_, files) in enumerate(items):
+        if files:
+            classes.setdefault(frozenset(files), []).append(index)
+    members = list(classes.values())
+    best: tuple[int, int, list[str]] | None = None
+    for group in members:  # two items of one class overlap unless their files are shared
+        if len(group) > 1:
+            files = items[group[0]][1]
+            overlap = files_overlap(files, files, shared)
+            if overlap and (best is None or (group[0], group[1]) < best[:2]):
+                best = (group[0], group[1], overlap)
+    lists = [items[group[0]][1] for group in members]
+    for i, j, overlap in overlapping_index_pairs(lists, shared):
+        a, b = sorted((members[i][0], members[j][0]))
+        if best is None or (a, b) < best[:2]:
+            best = (a, b, overlap)
+    if best is None:
+        return None
+    a, b, overlap = best
+    return items[a][0], items[b][0], overlap
 
 
 def overlapping_index_pairs(

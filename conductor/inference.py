@@ -49,6 +49,8 @@ KNOWN_TOOLS = frozenset(
 """Claude Code's built-in tools an inferred agent may be given."""
 MODELS = ("haiku", "sonnet", "opus")
 """Models an inferred agent may pick, lightest first."""
+FALLBACK = "Fallback made from the name"
+"""How a fallback agent's description begins (``agents promote`` warns of one)."""
 
 SYSTEM = """You design specialist software agents for a team that works on one repository.
 Read the repository as much as you need (Read, Grep, Glob). For each agent name you are given,
@@ -58,25 +60,23 @@ how to work in this repository and what done means, the tools it needs from: {to
 a model by the weight of its tasks: haiku for small mechanical work, sonnet for most work,
 opus for hard design. Answer with exactly one definition per name."""
 
-SCHEMA: dict[str, Any] = {
+AGENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "agents": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string"},
-                    "role": {"type": "string"},
-                    "goal": {"type": "string"},
-                    "system_prompt": {"type": "string"},
-                    "tools": {"type": "array", "items": {"type": "string"}},
-                    "model": {"type": "string", "enum": list(MODELS)},
-                },
-                "required": ["name", "role", "goal", "system_prompt", "tools", "model"],
-            },
-        }
+        "name": {"type": "string"},
+        "role": {"type": "string"},
+        "goal": {"type": "string"},
+        "system_prompt": {"type": "string"},
+        "tools": {"type": "array", "items": {"type": "string"}},
+        "model": {"type": "string", "enum": list(MODELS)},
     },
+    "required": ["name", "role", "goal", "system_prompt", "tools", "model"],
+}
+"""One agent definition, as inference and the planner ask for it."""
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"agents": {"type": "array", "items": AGENT_SCHEMA}},
     "required": ["agents"],
 }
 
@@ -165,7 +165,7 @@ def fallback_agent(track: Track, repo: Path, name: str, task: Task) -> Agent:
         role=stand_in.role,
         goal=stand_in.goal,
         system_prompt=stand_in.system_prompt,
-        description=f"Fallback made from the name {name!r}: inference gave no usable answer.",
+        description=f"{FALLBACK} {name!r}: inference gave no usable answer.",
     )
 
 
@@ -202,8 +202,9 @@ async def infer(
         failure = "inference left it out"
         entries = answer.data.get("agents") if isinstance(answer.data, dict) else None
         for entry in entries if isinstance(entries, list) else []:
-            if isinstance(entry, dict) and entry.get("name") in needed:
-                answers.setdefault(entry["name"], entry)
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and name in needed:  # a list names nothing asked for
+                answers.setdefault(name, entry)
     for name, tasks in needed.items():
         agent, why = check(answers[name]) if name in answers else (None, failure)
         if agent is None:
@@ -232,6 +233,21 @@ def parse_overrides(roles: tuple[str, ...], goals: tuple[str, ...]) -> dict[str,
     return out
 
 
+def check_overrides(overrides: dict[str, dict[str, str]], track: Track, repo: Path) -> None:
+    """Refuse ``--agent-role`` / ``--agent-goal`` for a name no task needs inferred: it would
+    change nothing, and is most likely a typo."""
+    from conductor.errors import UserError
+
+    needed = missing(track.model_copy(update={"inferred_agents": {}}), repo)
+    for name in overrides:
+        if name not in needed:
+            wanted = ", ".join(sorted(needed)) or "none"
+            raise UserError(
+                f"--agent-role/--agent-goal {name}=...: no task of track {track.id} names an "
+                f"agent {name!r} defined nowhere (the agents it infers: {wanted})"
+            )
+
+
 def promote(definition: dict[str, Any], repo: Path, *, force: bool = False) -> Path:
     """Write an inferred agent to ``.claude/agents/NAME.md`` in Claude Code's format."""
     import yaml
@@ -256,10 +272,10 @@ def promote(definition: dict[str, Any], repo: Path, *, force: bool = False) -> P
     if definition.get("goal"):
         body += f"\n\nGoal: {definition['goal']}"
     text = f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n\n{body}\n"
+    from conductor.atomic import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, text, mode=0o644)
     return path
 
 

@@ -42,6 +42,18 @@ def recorded_source(bus: Bus, repo: Path) -> Path | None:
     return None
 
 
+def recorded_file_shown(bus: Bus, repo: Path) -> str | None:
+    """The track file the newest run recorded, as a person would type it here (relative to
+    the current directory when under it), or None: what `conductor run` resumes the track by."""
+    source = recorded_source(bus, repo)
+    if source is None:
+        return None
+    try:
+        return str(source.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(source)
+
+
 def known_task_ids(bus: Bus, cache_dir: Path, repo: Path) -> set[str]:
     """Task ids of the track: its recorded track file's, and every task its bus mentions."""
     ids = set(load_state(bus, cache_dir, bus.track).tasks)

@@ -12,8 +12,9 @@ session by ``conductor.executors.api_errors``), the scheduler:
   waits ``backoff`` seconds, doubling with each limit in a row up to ``MAX_WAIT``
   (``CONDUCTOR_LIMIT_BACKOFF`` sets the first wait, 30 s by default). Attempts already
   running go on; the wait ends early only by reaching ``until``;
-- for refused credentials or an unpaid account, stops the run (``AuthStop``): running
-  attempts are ended and nothing else starts, so no other task spends money.
+- for refused credentials or an unpaid account, stops the run (status ``auth``, exit 7,
+  its reason naming ``ANTHROPIC_API_KEY`` and ``CLAUDE_CODE_OAUTH_TOKEN``): running attempts
+  are ended and nothing else starts, so no other task spends money.
 
 LIMIT_WAIT is on the bus, so the wait survives the conductor: Ctrl-C during a wait ends the
 run like any interruption (exit 130), and a later ``conductor run`` waits for whatever is left

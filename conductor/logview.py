@@ -28,6 +28,7 @@ from conductor.errors import ConductorError, UserError
 from conductor.messages import Message, MessageType
 from conductor.paths import StateDir, open_state_file
 from conductor.report import ENDINGS, money, seconds, tokens_text
+from conductor.terminal import visible
 
 BASH_LINES = 8
 """Lines of a Bash call's output shown under it."""
@@ -115,16 +116,6 @@ def find_attempt(bus: Bus, sd: StateDir, task: str, attempt: int | None) -> Atte
         log=sd.logs / f"{worker}.log",
         transcript=sd.logs / f"{worker}.transcript.jsonl",
         events=events[number],
-    )
-
-
-def visible(text: str) -> str:
-    """``text`` with control characters (escape sequences) shown, newlines and tabs kept."""
-    if text.isprintable():
-        return text
-    return "".join(
-        ch if ch.isprintable() or ch in "\n\t" else ch.encode("unicode_escape").decode()
-        for ch in text
     )
 
 
@@ -313,15 +304,18 @@ class LineReader:
         self.path = path
         self.offset = 0
         self._partial = b""
+        self.refused: str | None = None
+        """Why the file was not read (a symlink or FIFO planted under its name), or None."""
 
     def read(self, *, final: bool = False) -> list[str]:
         """New complete lines; with ``final`` also a last line without its newline."""
         chunk = self._read_new()
         data = self._partial + chunk
         if final:
+            # Lines end at "\n" only, as while following: a "\r" stays in its line (shown).
             self._partial = b""
-            text = data.decode("utf-8", "replace")
-            return text.splitlines()
+            lines = data.decode("utf-8", "replace").split("\n")
+            return lines[:-1] if lines[-1] == "" else lines
         cut = data.rfind(b"\n")
         if cut < 0:
             self._partial = data
@@ -332,7 +326,10 @@ class LineReader:
     def _read_new(self) -> bytes:
         try:
             fd = open_state_file(self.path, os.O_RDONLY)
-        except (FileNotFoundError, ConductorError):
+        except FileNotFoundError:
+            return b""
+        except ConductorError as exc:
+            self.refused = exc.message
             return b""
         with os.fdopen(fd, "rb") as fh:
             fh.seek(self.offset)
@@ -446,11 +443,18 @@ def render_attempt(info: AttemptInfo, *, gone: bool = False) -> Iterator[str]:
     yield header(info)
     if info.transcript.exists() or info.executor == "claude":
         renderer = TranscriptRenderer(info.denials)
-        yield from transcript_lines(LineReader(info.transcript), renderer, final=True)
-        log_text = "\n".join(LineReader(info.log).read(final=True))
+        transcript, log = LineReader(info.transcript), LineReader(info.log)
+        yield from transcript_lines(transcript, renderer, final=True)
+        log_text = "\n".join(log.read(final=True))
+        for reader in (transcript, log):
+            if reader.refused:
+                yield visible(f"(not shown: {reader.refused})")
         yield from closing(info, log_text=log_text, gone=gone)
     else:
-        yield from (visible(line) for line in LineReader(info.log).read(final=True))
+        reader = LineReader(info.log)
+        yield from (visible(line) for line in reader.read(final=True))
+        if reader.refused:
+            yield visible(f"(output not shown: {reader.refused})")
         yield from closing(info, log_text=None, gone=gone)
 
 
@@ -509,6 +513,8 @@ def follow_attempt(
         for line in lines:
             emit(line if claude else visible(line))
         if ended or gone:
+            if reader.refused:
+                emit(visible(f"(output not shown: {reader.refused})"))
             break
         time.sleep(poll)
     log_text = "\n".join(LineReader(info.log).read(final=True)) if claude else None

@@ -4,9 +4,10 @@
 the snapshot as a git bundle (resolved from Ray's object store) and the conductor's ``Relay``
 actor, and on the node:
 
-1. unpacks the bundle into a bare store in a private temporary directory and makes the
-   attempt's copy from it exactly as the conductor does locally (``copies.make_copy``: a clone
-   at the snapshot, files written by conductor's own git);
+1. fetches the bundle into the worker process's bare store (``NodeStore``; once per
+   snapshot) and makes the attempt's copy from it in a private temporary directory, exactly as
+   the conductor does locally (``copies.make_copy``: a clone at the snapshot, files written by
+   conductor's own git);
 2. runs the task's shell command (in the same bubblewrap sandbox when the attempt is
    sandboxed) or its Claude session (in Claude Code's sandbox), with a context whose ``post``,
    path locks and bus reads go back to the conductor through the relay, so messages, lock
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -63,9 +65,6 @@ LOG_LIMIT = 32 * 2**20
 
 NODE_DIR_ENV = "CONDUCTOR_NODE_DIR"
 """Where a node makes attempts' temporary directories (default: the system's temp dir)."""
-
-SNAPSHOT_BRANCH = "snapshot"
-"""The branch a node's store holds the snapshot on."""
 
 STOP_GRACE = 30.0
 """Seconds an interrupted attempt gets to end its commands before the task gives up on it."""
@@ -288,8 +287,6 @@ def _run(job: NodeJob, bundle: bytes, link: _Link, node: dict[str, Any], base: P
         directory.mkdir(mode=0o700)
     log_path = logs / f"{job.worker_id}.log"
     env = {**job.env, "TMPDIR": str(tmp)}
-    if job.kind == "claude":
-        env.update(job.secrets)
     ctx = AttemptContext(
         track=job.track,
         task=job.task,
@@ -322,36 +319,75 @@ def _run(job: NodeJob, bundle: bytes, link: _Link, node: dict[str, Any], base: P
     git = private.git
     commit = git(copy.path, copy.index, "commit-tree", state.tree, "-p", job.snapshot,
                  "-m", f"conductor: result of {job.worker_id}").stdout.decode().strip()
-    git(copy.path, copy.index, "update-ref", "refs/heads/result", commit)
+    ref = f"refs/results/{job.worker_id}"
     out = base / "result.bundle"
-    git(copy.path, copy.index, "bundle", "create", "-q", str(out), "refs/heads/result",
-        f"^{job.snapshot}")
+    git(copy.path, copy.index, "update-ref", ref, commit)
+    try:
+        git(copy.path, copy.index, "bundle", "create", "-q", str(out), ref, f"^{job.snapshot}")
+    finally:
+        git(copy.path, copy.index, "update-ref", "-d", ref, check=False)
     return replace(result, commit=commit, tree=state.tree, bundle=out.read_bytes())
 
 
-def _unpack(job: NodeJob, bundle: bytes, base: Path) -> tuple[PrivateGit, Any]:
-    """The snapshot's store and the attempt's copy made from it."""
-    path = base / "snapshot.bundle"
-    path.write_bytes(bundle)
-    store = base / "store.git"
+class NodeStore:
+    """The snapshots one worker process received: a bare store, and conductor's git directory
+    over it, kept for the process's later attempts (an attempt of a snapshot the process has
+    seen fetches nothing). It lives in ``<node dir>/conductor-node-<pid>``; the stores of
+    processes that are gone are removed when a process makes its own."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.store = root / "store.git"
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not (self.store / "HEAD").is_file():
+            _git(["init", "-q", "--bare", str(self.store)])
+        self.checkout = Checkout(root=self.store, git_dir=self.store, common_dir=self.store)
+        self.private = PrivateGit(root / "git", self.checkout).ensure()
+
+    def add(self, job: NodeJob, bundle: bytes, scratch: Path) -> None:
+        """Fetch the job's snapshot from ``bundle`` unless the store has it."""
+        has = _git(["-C", str(self.store), "cat-file", "-e", f"{job.snapshot}^{{commit}}"],
+                   check=False)
+        if has.returncode == 0:
+            return
+        path = scratch / "snapshot.bundle"
+        path.write_bytes(bundle)
+        try:
+            _git(["-C", str(self.store), "fetch", "-q", str(path),
+                  f"{job.ref}:refs/snapshots/{job.snapshot}"])
+        finally:
+            path.unlink()
+
+
+@functools.cache
+def node_store(pid: int) -> NodeStore:
+    """This worker process's ``NodeStore`` (``pid`` keys it)."""
+    base = Path(os.environ.get(NODE_DIR_ENV) or tempfile.gettempdir())
+    for old in base.glob("conductor-node-*"):
+        number = old.name.removeprefix("conductor-node-")
+        if number.isdigit() and int(number) != pid and not psutil.pid_exists(int(number)):
+            remove_copy(old)
+    return NodeStore(base / f"conductor-node-{pid}")
+
+
+def _git(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
-    for argv in (
-        ["git", "init", "-q", "--bare", f"--initial-branch={SNAPSHOT_BRANCH}", str(store)],
-        ["git", "-C", str(store), "fetch", "-q", str(path),
-         f"{job.ref}:refs/heads/{SNAPSHOT_BRANCH}"],
-    ):
-        proc = subprocess.run(argv, capture_output=True, env=env, check=False)
-        if proc.returncode != 0:
-            detail = proc.stderr.decode(errors="replace").strip()[-500:]
-            raise ConductorError(f"cannot unpack the snapshot on {socket.gethostname()}: {detail}")
-    path.unlink()
-    checkout = Checkout(root=store, git_dir=store, common_dir=store)
-    private = PrivateGit(base / "git", checkout).ensure()
+    proc = subprocess.run(["git", *args], capture_output=True, env=env, check=False)
+    if check and proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip()[-500:]
+        raise ConductorError(f"cannot unpack the snapshot on {socket.gethostname()}: {detail}")
+    return proc
+
+
+def _unpack(job: NodeJob, bundle: bytes, base: Path) -> tuple[PrivateGit, Any]:
+    """The attempt's copy, made from the process's store (which gets the snapshot first)."""
+    store = node_store(os.getpid())
+    store.add(job, bundle, base)
     snapshot = Snapshot(commit=job.snapshot, tree=job.tree, head=job.snapshot)
-    copy = make_copy(private, snapshot, base / "work", base / "work.index",
+    copy = make_copy(store.private, snapshot, base / "work", base / "work.index",
                      branch=f"conductor/{job.worker_id}")
-    return private, copy
+    return store.private, copy
 
 
 def _execute(job: NodeJob, ctx: AttemptContext) -> Outcome:
@@ -371,7 +407,8 @@ def _execute(job: NodeJob, ctx: AttemptContext) -> Outcome:
     spec = job.claude or ClaudeSpec()
     claude = ClaudeExecutor(
         cli_path=Path(spec.cli_path) if spec.cli_path else None,
-        extra_env=spec.extra_env,
+        # As locally: the executor's own variables over the conductor's environment.
+        extra_env={**job.secrets, **spec.extra_env},
         max_buffer_size=spec.max_buffer_size,
         api_retries=spec.api_retries,
         api_backoff=spec.api_backoff,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conductor import __version__
+from conductor.atomic import write_atomic
 from conductor.errors import StateError, UserError
 from conductor.paths import StateDir, open_state_file
 
@@ -114,14 +115,6 @@ def _load(state: StateDir | None, digest: str) -> Outline | None:
 def _save(state: StateDir, digest: str, outline: Outline) -> None:
     """Write the outline aside, then rename it into place; failing to is never an error."""
     data = {"sha256": digest, "conductor": __version__, **outline.__dict__}
-    target = state.cache / OUTLINE_NAME
-    tmp = state.cache / f".{OUTLINE_NAME}.{os.getpid()}.tmp"
-    try:
+    with contextlib.suppress(OSError):
         state.cache.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, separators=(",", ":"))
-        os.replace(tmp, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        write_atomic(state.cache / OUTLINE_NAME, json.dumps(data, separators=(",", ":")))

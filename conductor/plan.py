@@ -315,7 +315,9 @@ def render_text(track: Track, plan: Plan) -> str:
             lines.append(f"  set {s['set']}: {count} ({shown}) changing {', '.join(s['files'])}")
             rules = ["never two at once"] if s["alone"] else []
             if s["with"]:
-                rules.append(f"never beside set {', '.join(str(w['set']) for w in s['with'])}")
+                sets_word = "sets" if len(s["with"]) > 1 else "set"
+                others = ", ".join(str(w["set"]) for w in s["with"])
+                rules.append(f"never beside {sets_word} {others}")
             lines.append(f"    {'; '.join(rules)}")
     elif plan.conflicts:
         lines.append("never run together (overlapping files):")

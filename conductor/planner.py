@@ -26,6 +26,7 @@ and the final plan, with what they cost, are on the bus of the new track (``PLAN
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 import yaml
 
 from conductor.errors import UserError
-from conductor.inference import KNOWN_TOOLS, MAX_GOAL, MAX_ROLE, MODELS
+from conductor.inference import AGENT_SCHEMA, KNOWN_TOOLS, MAX_GOAL, MAX_ROLE
 
 MAX_ROUNDS = 3
 """Planner answers checked before planning gives up."""
@@ -44,6 +45,10 @@ TASK_TYPES = ("code", "ui", "integration", "test", "docs", "config")
 """The task types the planner is offered (a track may use others)."""
 MAX_CONTEXT_BYTES = 200_000
 """Largest context file read into the question."""
+NON_PRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+"""Characters a YAML file may not hold anywhere, comments included (YAML 1.1, as PyYAML)."""
 
 SYSTEM = """You plan work for a team of specialist software agents on one repository. Read the
 repository as much as you need (Read, Grep, Glob), then answer with a track: a DAG of small
@@ -57,18 +62,6 @@ work in this repository, the tools it needs from: {tools}, and a model by the we
 work: haiku for small mechanical tasks, sonnet for most, opus for hard design. The track id
 is short, lower-case, with dashes."""
 
-_AGENT = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string"},
-        "role": {"type": "string"},
-        "goal": {"type": "string"},
-        "system_prompt": {"type": "string"},
-        "tools": {"type": "array", "items": {"type": "string"}},
-        "model": {"type": "string", "enum": list(MODELS)},
-    },
-    "required": ["name", "role", "goal", "system_prompt", "tools", "model"],
-}
 _TASK = {
     "type": "object",
     "properties": {
@@ -95,11 +88,17 @@ SCHEMA: dict[str, Any] = {
         },
         "track": {"type": "string"},
         "description": {"type": "string"},
-        "agents": {"type": "array", "items": _AGENT},
+        "agents": {"type": "array", "items": AGENT_SCHEMA},
         "tasks": {"type": "array", "items": _TASK},
     },
     "required": ["questions", "track", "description", "agents", "tasks"],
 }
+
+NO_QUESTIONS = (
+    "Do not ask questions: where the goal is ambiguous, choose the most likely meaning and say "
+    "what you assumed in the description."
+)
+"""The note that stops the planner asking (``--no-questions``, no terminal, or asked enough)."""
 
 Asker = Callable[[list[str]], Awaitable[list[str]]]
 """Puts the planner's questions to the person; returns one answer per question."""
@@ -145,7 +144,10 @@ def to_track(answer: dict[str, Any]) -> dict[str, Any]:
 def render(data: dict[str, Any], goal: str) -> str:
     """The track file: a comment naming the goal, then the track as YAML."""
     head = "# Planned by `conductor plan --goal`. Read it, edit it, commit it, run it.\n"
-    goal_lines = "\n".join(f"#   {line}" for line in goal.strip().splitlines())
+    # A character YAML refuses even in a comment (a terminal escape pasted into the goal)
+    # would make the whole file unreadable: it is shown as "?".
+    shown = NON_PRINTABLE.sub("?", goal.strip())
+    goal_lines = "\n".join(f"#   {line}" for line in shown.splitlines())
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     return f"{head}# Goal:\n{goal_lines}\n{body}"
 
@@ -162,10 +164,16 @@ def check(text: str, repo: Path, path: Path) -> list[str]:
     except TrackError as exc:
         return [str(exc)]
     problems: list[str] = []
-    for a, b, files in make_plan(track).conflicts:
+    plan = make_plan(track)
+    for a, b, files in plan.conflicts:
         problems.append(
             f"tasks {a} and {b} may change the same files ({', '.join(files)}) but neither "
             "depends on the other: order them, or split the files"
+        )
+    if plan.summarised:  # too many pairs to name one by one
+        problems.append(
+            f"{plan.classes.pair_count():,} pairs of tasks may change the same files (see "
+            "`conductor plan`): order them, or split the files"
         )
     registry = AgentRegistry(track, repo)
     for task in track.tasks:
@@ -219,10 +227,13 @@ async def plan_goal(
     model: str | None = None,
     max_budget_usd: float | None = None,
     record: Callable[[str, str, dict[str, Any]], None] | None = None,
+    taken: Callable[[str], str | None] | None = None,
 ) -> Planned:
     """Plan ``goal`` until an answer passes the logic check; raise ``PlanningFailed``.
 
     ``record(track_id, type, payload)`` is told of each answer (``PLAN_PROPOSED``).
+    ``taken(track_id)`` says why a plan's id cannot be used (its file exists), or None: such
+    a plan goes back like one with problems, so a paid-for plan is never thrown away.
     """
     from conductor.asking import AskError, ask
 
@@ -230,10 +241,7 @@ async def plan_goal(
         raise UserError("the goal is empty: say what the track should achieve")
     notes: list[str] = []
     if asker is None:
-        notes.append(
-            "Do not ask questions: where the goal is ambiguous, choose the most likely "
-            "meaning and say what you assumed in the description."
-        )
+        notes.append(NO_QUESTIONS)
     system = SYSTEM.format(types=", ".join(TASK_TYPES), tools=", ".join(sorted(KNOWN_TOOLS)))
     cost = 0.0
     rounds = 0
@@ -263,11 +271,15 @@ async def plan_goal(
                 "The person answered your questions:\n"
                 + "\n".join(f"Q: {q}\nA: {a}" for q, a in zip(asked, replies, strict=False))
             )
+            if questions_asked == MAX_QUESTION_ROUNDS:  # told, so it plans instead of asking
+                notes.append(NO_QUESTIONS)
             continue
         rounds += 1
         track_data = to_track(data)
         text = render(track_data, goal)
         problems = check(text, repo, out)
+        if not problems and taken is not None:
+            problems = [why] if (why := taken(str(track_data["track"]))) else []
         if record is not None and isinstance(track_data.get("track"), str):
             record(
                 str(track_data["track"]),

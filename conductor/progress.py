@@ -33,6 +33,7 @@ from conductor.errors import ConductorError, UserError
 from conductor.messages import Message, MessageType
 from conductor.paths import StateDir
 from conductor.state import TaskStatus, TrackState, apply, load_state
+from conductor.terminal import visible
 from conductor.track import Track
 from conductor.watch import BusWatcher
 
@@ -103,7 +104,7 @@ class Line:
 
 
 def _clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    text = " ".join(visible(text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -204,6 +205,11 @@ class RunView:
             else:
                 text = f"agent {name} inferred: {agent.get('role', '')}"
             return [Line("note", "", _clip(text, WIDTH), msg.ts)]
+        if mtype == MessageType.LIMIT_WAIT:
+            until = payload.get("until_utc") or "?"
+            text = f"API {str(payload.get('kind') or 'limit').replace('_', ' ')}: "
+            text += f"nothing new starts until {until} (Ctrl-C stops; `conductor run` resumes)"
+            return [Line("note", "", _clip(text, WIDTH), msg.ts)]
         if mtype in (MessageType.APPROVE, MessageType.REJECT) and task is None:
             why = payload.get("reason") or payload.get("text") or ""
             verdict = "approved" if mtype == MessageType.APPROVE else "rejected"
@@ -222,6 +228,13 @@ class RunView:
             if row is not None and (msg.attempt is None or msg.attempt == row.attempt):
                 del self.running[task]
             return [self._ended(msg)]
+        if mtype == MessageType.TASK_DEFERRED:  # stopped on the API: not counted
+            if row is not None and (msg.attempt is None or msg.attempt == row.attempt):
+                del self.running[task]
+            why = f"{payload.get('error') or 'stopped on the API'} (not counted)"
+            stop = payload.get("api_stop")
+            fatal = isinstance(stop, dict) and stop.get("kind") in ("auth", "billing")
+            return [Line("lost" if fatal else "retry", task, _clip(str(why), WIDTH), msg.ts)]
         if mtype == MessageType.BLOCKED:
             because = payload.get("because")
             return [Line("blocked", task, f"{because} failed" if because else "blocked", msg.ts)]
@@ -251,7 +264,9 @@ class RunView:
             text = payload.get("message") or payload.get("text")
             if isinstance(text, str) and text.strip():
                 percent = _number(payload.get("percent"))
-                row.progress = (f"{percent:.0f}% " if percent is not None else "") + text
+                row.progress = (f"{percent:.0f}% " if percent is not None else "") + _clip(
+                    text, WIDTH
+                )
             turns = _number(payload.get("turns"))
             tokens = sum(_number(payload.get(k)) or 0.0 for k in ("tokens_in", "tokens_out"))
             if turns is not None or tokens:
@@ -299,10 +314,17 @@ class RunView:
                 parts.append(f"commit {commit[:10]}")
             return Line("complete", task, ", ".join(parts), msg.ts)
         error = reason(payload.get("error"))
+        # Attempt numbers go on across runs, while each run (or reset) gives a task
+        # max_attempts tries afresh: `failures` is which try of those this one was.
+        tried = _number(payload.get("failures"))
         tries = f"attempt {msg.attempt} of {payload.get('max_attempts', '?')}"
+        if tried is not None and msg.attempt is not None and int(tried) != msg.attempt:
+            tries = f"attempt {msg.attempt}, try {int(tried)} of {payload.get('max_attempts', '?')}"
+        else:
+            tried = float(msg.attempt) if msg.attempt is not None else None
         if payload.get("final", True):
             max_attempts = _number(payload.get("max_attempts"))
-            if msg.attempt is not None and max_attempts and msg.attempt < max_attempts:
+            if tried is not None and max_attempts and tried < max_attempts:
                 tries += ", not retried"
             detail = f"{error} ({tries}" + (f", {', '.join(parts)})" if parts else ")")
             return Line("failed", task, detail, msg.ts)
@@ -509,7 +531,7 @@ def summary_lines(result: RunResult, *, repo: os.PathLike[str] | None = None) ->
         ("skipped", result.skipped),
         ("failed", result.failed),
         ("blocked", result.blocked),
-        ("not started", result.pending),
+        ("pending", result.pending),  # as `conductor status` says: not done yet
     ):
         if items:
             parts.append(f"{len(items)} {label}")
@@ -520,7 +542,7 @@ def summary_lines(result: RunResult, *, repo: os.PathLike[str] | None = None) ->
     ]
     width = max((len(tid) for tid in result.failed), default=0)
     for tid, error in result.failed.items():
-        lines = [line.rstrip() for line in (error or "failed").splitlines() if line.strip()]
+        lines = [line.rstrip() for line in visible(error or "failed").splitlines() if line.strip()]
         out.append(f"  failed   {tid:<{width}}  {lines[0] if lines else 'failed'}")
         out.extend(f"           {'':<{width}}  {line}" for line in lines[1 : 1 + OUTPUT_LINES])
     for tid in result.blocked:

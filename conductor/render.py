@@ -57,6 +57,17 @@ def plain_line(line: Line, width: int = 0) -> str:
     return f"{when} {_PLAIN_WORDS[line.kind]:<8} {line.task:<{width}}  {line.text}".rstrip()
 
 
+def middle_clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` in its middle (``build-…-linux-arm64``): ids that share a
+    long prefix, as tasks of one track often do, stay told apart by their ends."""
+    if len(text) <= width:
+        return text
+    if width < 5:
+        return text[: width - 1] + "…"
+    tail = (width - 1) // 2
+    return text[: width - 1 - tail] + "…" + text[len(text) - tail :]
+
+
 class PlainRenderer:
     """One line per start and per end, for a pipe or a file."""
 
@@ -145,8 +156,9 @@ class LiveRenderer:
         rows = list(view.running.values())
         longest = max((len(row.task) for row in rows), default=4)
         room = self.console.size.width
+        task_width = max(4, min(longest, 28, room // 5))
         table.add_column("task", style="bold", no_wrap=True, overflow="ellipsis",
-                         width=max(4, min(longest, 28, room // 5)))
+                         width=task_width)
         table.add_column("doing", no_wrap=True, overflow="ellipsis", ratio=3, min_width=5,
                          max_width=40)
         table.add_column("try", justify="right", no_wrap=True, min_width=3)
@@ -157,13 +169,14 @@ class LiveRenderer:
         lines = max(3, self.console.size.height - 4)
         shown = rows if len(rows) <= lines else rows[: lines - 1]
         for row in shown:
+            # Text cells: a command or progress line is never read as rich markup.
             table.add_row(
-                row.task,
-                row.doing,
-                str(row.attempt or ""),
-                view.elapsed(row),
-                money(row.cost_usd) if row.cost_usd else "",
-                row.progress or row.figures,
+                Text(middle_clip(row.task, task_width)),
+                Text(row.doing),
+                Text(str(row.attempt or "")),
+                Text(view.elapsed(row)),
+                Text(money(row.cost_usd) if row.cost_usd else ""),
+                Text(row.progress or row.figures),
             )
         parts: list[RenderableType] = [table] if rows else []
         if len(shown) < len(rows):

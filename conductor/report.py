@@ -10,7 +10,9 @@ Decisions where the bus leaves a choice:
 
 - An attempt's start is its TASK_DISPATCHED, its end the TASK_COMPLETE, TASK_FAILED or
   WORKER_LOST of the same attempt. An attempt with no end is ``running`` while a conductor
-  holds the track, and ``unfinished`` when the conductor that ran it is gone.
+  holds the track, and ``unfinished`` when the conductor that ran it is gone. An attempt
+  whose conductor died is recorded lost only by the next run: it is taken to have ended
+  with the last message of its own run, not when the next run noticed it.
 - Cost per agent groups attempts by the agent a Claude attempt ran as (WORKER_STARTED or its
   result); shell attempts are grouped as ``shell``.
 - The bus keeps every run of the track; the report covers all of them. Long idle gaps
@@ -29,8 +31,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from conductor.liveness import Runner
-from conductor.messages import Message, MessageType
+from conductor.messages import HUMAN_TYPES, Message, MessageType
 from conductor.state import TrackState, apply
+from conductor.terminal import visible
 
 if TYPE_CHECKING:
     from conductor.track import Track
@@ -223,6 +226,8 @@ class Report:
     """The last message's time."""
     has_graph: bool = False
     """The dependencies are known (the report was given the track file)."""
+    source: str | None = None
+    """The track file as `conductor run` takes it to resume the track, when known."""
 
     @property
     def attempts(self) -> list[Attempt]:
@@ -300,6 +305,10 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+_PERSONS = HUMAN_TYPES | {MessageType.PERSON_COMMIT}
+"""What a person posts, between runs as often as during one."""
+
+
 def build_report(
     messages: Iterable[Message],
     track_id: str,
@@ -317,9 +326,16 @@ def build_report(
     count = 0
     first: datetime | None = None
     last: datetime | None = None
+    run_ends: list[datetime] = []  # the last message of each run before the newest
+    run_of: dict[tuple[str, int], int] = {}  # the run each attempt was dispatched in
+    run_last: datetime | None = None  # the last message of the current run, not a person's
     for msg in messages:
         apply(state, msg)
         count += 1
+        if msg.type == MessageType.TRACK_STARTED and run_last is not None:
+            run_ends.append(run_last)
+        if msg.worker is not None or msg.type not in _PERSONS:
+            run_last = msg.ts
         first = first or msg.ts
         last = msg.ts
         if msg.task is None:
@@ -333,6 +349,7 @@ def build_report(
                 executor=_text(payload.get("executor")) or "?",
                 started=msg.ts,
             )
+            run_of[(msg.task, msg.attempt)] = len(run_ends)
             name = _text(payload.get("name"))
             if name:
                 names[msg.task] = name
@@ -343,6 +360,10 @@ def build_report(
         if at is None:
             continue
         _absorb(at, msg)
+        run = run_of[(msg.task, msg.attempt)]
+        if msg.type == MessageType.WORKER_LOST and run < len(run_ends):
+            at.ended = max(at.started, run_ends[run])
+            at.duration = (at.ended - at.started).total_seconds()
     if definition is not None:
         order = definition.task_ids()
         deps = {t.id: list(t.depends_on) for t in definition.tasks}
@@ -531,7 +552,7 @@ def render_text(report: Report, *, now: datetime, width: int = 40) -> str:
     lines.append(
         f"track {report.track}: {report.status()} — {counts or 'no tasks'}; {', '.join(totals)}"
     )
-    said = report.runner.describe(report.track)
+    said = report.runner.describe(report.source or report.track)
     if said:
         lines.append(f"  {said}")
     if attempts:
@@ -621,5 +642,5 @@ def _attempt_lines(a: Attempt, indent: int) -> list[str]:
 
 
 def _one_line(text: str, width: int) -> str:
-    line = " ".join(str(text).split())
+    line = " ".join(visible(str(text)).split())
     return line if len(line) <= width else line[: width - 1] + "…"

@@ -27,6 +27,7 @@ from conductor.report import (
     timeline,
     tokens_text,
 )
+from conductor.terminal import visible
 
 COLOURS = {
     "complete": "#2e9d57",
@@ -57,6 +58,7 @@ font-variant-numeric:tabular-nums}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#f1f3f6;padding:1px 4px;
 border-radius:3px;word-break:break-all}
 .ok{color:#2e9d57}.bad{color:#d64545}.why{color:#8a2f2f}
+td,.sub{overflow-wrap:anywhere}td.n,.badge{overflow-wrap:normal;white-space:nowrap}
 svg{background:#fff;border:1px solid #dde2e8;border-radius:6px;max-width:100%;height:auto}
 svg text{font:12px system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;fill:#1d232b}
 svg .axis{fill:#5b6573;font-size:11px}svg .light{fill:#fff;font-size:11px}
@@ -67,7 +69,9 @@ vertical-align:-1px}
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    # Control characters (a task's escape sequences) are shown as text, as on a terminal:
+    # HTML forbids most of them and a browser would draw boxes.
+    return escape(visible(str(value)), quote=True)
 
 
 def _colour(state: str) -> str:
@@ -111,7 +115,7 @@ def render_html(report: Report, *, now: datetime) -> str:
            else "")
         + "</p>"
     )
-    said = report.runner.describe(report.track)
+    said = report.runner.describe(report.source or report.track)
     if said:
         parts.append(f'<p class="note">{_e(said)}</p>')
     parts.append('<div class="cards">')
@@ -315,12 +319,19 @@ def dag_svg(report: Report) -> str:
         x, y = xy[tid]
         fill = _colour(task.status)
         text_class = "light" if task.status not in ("pending", "skipped") else ""
+        label = _clip(task.id, 26)
+        room = node_w - 18
+        # An id that may not fit (about 8 px a bold letter) is squeezed to the node's width,
+        # never drawn past its edge.
+        fit = (
+            f' textLength="{room}" lengthAdjust="spacingAndGlyphs"' if len(label) * 8 > room else ""
+        )
         out.append(
             f'<g class="node" data-status="{_e(task.status)}">'
             f'<rect x="{x:.1f}" y="{y:.1f}" width="{node_w}" height="{node_h}" rx="6" '
             f'fill="{fill}"><title>{_e(_node_title(task))}</title></rect>'
-            f'<text x="{x + 9:.1f}" y="{y + 19:.1f}" class="{text_class}" '
-            f'style="font-size:13px;font-weight:600">{_e(_clip(task.id, 26))}</text>'
+            f'<text x="{x + 9:.1f}" y="{y + 19:.1f}" class="{text_class}"{fit} '
+            f'style="font-size:13px;font-weight:600">{_e(label)}</text>'
             f'<text x="{x + 9:.1f}" y="{y + 36:.1f}" class="{text_class}">'
             f"{_e(_node_line(task))}</text></g>"
         )

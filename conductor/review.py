@@ -7,18 +7,22 @@ no commands) given the task, its acceptance criteria and the diff against the sn
 answers pass/fail, a score from 0 to 100 per criterion with a comment, and overall comments.
 
 The review passes when the reviewer says pass and the mean of its scores reaches
-``threshold``. Otherwise the attempt fails with the review as its feedback, so the next
-attempt's worker reads it, until ``max_rounds`` reviews have rejected the task: then it fails
-for good. A review that cannot be done (the session fails) is a rejected round: unreviewed
-work never lands. Every review is a ``REVIEW_RESULT`` message: round, score, threshold,
-passed, the scores, the comments, what it cost.
+``threshold``. A score must be a number from 0 to 100: anything else (a string, a bool, 150)
+is left out, a criterion left unscored counts as 0 in the mean, and an answer with no valid
+score at all is a rejected round. Otherwise the attempt fails with the review as its
+feedback, so the next attempt's worker reads it, until ``max_rounds`` reviews have rejected
+the task: then it fails for good. A review that cannot be done (the session fails) is a
+rejected round: unreviewed work never lands. Every review is a ``REVIEW_RESULT`` message:
+round, score, threshold, passed, the scores, the comments, what it cost.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from conductor.track import Review, Task, Track
 
@@ -97,7 +101,10 @@ def question(task: Task, wanted: list[str], diff: str) -> str:
         lines += ["", "The task's instructions:", task.instructions.strip()]
     lines += ["", "Score each criterion:"]
     lines += [f"{n}. {c}" for n, c in enumerate(wanted, 1)]
-    lines += ["", "The diff against the state the work started from:", "```diff", diff, "```"]
+    # A fence longer than any run of backticks in the diff: a changed line holding ``` cannot
+    # close it early and pass the rest of itself off as the question.
+    fence = "`" * max([3, *(len(run) + 1 for run in re.findall("`+", diff))])
+    lines += ["", "The diff against the state the work started from:", f"{fence}diff", diff, fence]
     return "\n".join(lines)
 
 
@@ -140,12 +147,14 @@ async def review_attempt(
         return Verdict(passed=False, score=0.0, cost_usd=exc.cost_usd, agent=who, error=exc.message)
     data = answer.data if isinstance(answer.data, dict) else {}
     scores: list[dict[str, Any]] = []
-    for item in data.get("scores") or []:
-        if isinstance(item, dict) and isinstance(item.get("score"), int | float):
+    items = data.get("scores")
+    for item in items if isinstance(items, list) else []:
+        value = item.get("score") if isinstance(item, dict) else None
+        if _valid_score(value):
             scores.append(
                 {
                     "criterion": str(item.get("criterion", "")),
-                    "score": max(0, min(100, int(item["score"]))),
+                    "score": int(value),
                     "comment": str(item.get("comment", "")),
                 }
             )
@@ -155,14 +164,23 @@ async def review_attempt(
             score=0.0,
             cost_usd=answer.cost_usd,
             agent=who,
-            error="the reviewer gave no scores",
+            error="the reviewer gave no scores from 0 to 100",
         )
-    score = sum(int(item["score"]) for item in scores) / len(scores)
+    # A criterion left unscored counts as 0: skipping one never raises the mean.
+    score = sum(int(item["score"]) for item in scores) / max(len(scores), len(wanted))
     return Verdict(
-        passed=bool(data.get("passed")) and score >= review.threshold,
+        passed=data.get("passed") is True and score >= review.threshold,
         score=round(score, 1),
         scores=scores,
         comments=str(data.get("comments") or ""),
         cost_usd=answer.cost_usd,
         agent=who,
     )
+
+
+def _valid_score(value: Any) -> TypeGuard[int | float]:
+    """A score as the schema asks: a number from 0 to 100 (not a bool, not NaN). One out of
+    range is refused rather than clamped, so a runaway 100000 passes nothing."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and 0 <= value <= 100

@@ -169,8 +169,8 @@ class RunOptions:
     rescan_interval: float = 0.5
     """Seconds between bus rescans (the truth when file-system events are lost)."""
     executor: Literal["local", "ray"] | None = None
-    """Where attempts run (CLI ``--executor``); None uses the track's ``executor``. Ignored
-    when ``executors`` is given."""
+    """Where attempts run (CLI ``--executor``); None uses ray when ``ray_address`` is given,
+    else the track's ``executor``. Ignored when ``executors`` is given."""
     ray_address: str | None = None
     """The Ray cluster to run on with ``executor: ray`` (CLI ``--address``); None uses
     ``RAY_ADDRESS``, else a cluster started on this machine (``conductor.distributed``)."""
@@ -237,7 +237,12 @@ def default_executors(
 
 
 async def run_track(track: Track, options: RunOptions | None = None) -> RunResult:
-    """Run (or resume) ``track``; raises ``LockHeldError`` if another conductor runs it."""
+    """Run (or resume) ``track``; raises ``LockHeldError`` if another conductor runs it.
+
+    Before anything is written it refuses, with a ``UserError``, what ``conductor run`` refuses:
+    an unknown ``from_task``, a worker template that does not render, an agent that does not
+    resolve, copies outside git, a sandbox that cannot be had (``Scheduler._preflight``).
+    """
     ensure_logging()  # log lines go to stderr even when the caller set nothing up
     _use_pidfd_child_watcher()
     scheduler = Scheduler(track, options or RunOptions())
@@ -286,7 +291,8 @@ class Scheduler:
         self.sd = StateDir.for_track(self.repo, track.id, options.state_root)
         self.max_parallel = max(1, options.max_parallel or track.max_parallel)
         self.executors = options.executors or default_executors(
-            options.executor or track.executor, options.ray_address
+            options.executor or ("ray" if options.ray_address else track.executor),
+            options.ray_address,
         )
         self.plan = make_plan(track)
         self.classes = self.plan.classes
@@ -549,7 +555,7 @@ class Scheduler:
         """
         if self.options.from_task is not None:
             self.track.task(self.options.from_task)  # a UserError with a suggestion
-        if any(not task.run for task in self.track.tasks):
+        if any(not task.run or task.review is not None for task in self.track.tasks):
             from conductor.templates import check_templates
 
             adhoc = self.options.adhoc and not self.track.adhoc
@@ -741,7 +747,7 @@ class Scheduler:
         per wait until when."""
         until = self.limits.until
         if self.limits.remaining() <= 0:
-            if until is not None or self._limit_logged is not None:
+            if self._limit_logged is not None:
                 log.info("API limit over; dispatching again")
                 self._limit_logged = None
             return False
@@ -1100,6 +1106,11 @@ class Scheduler:
                 return await executor.execute(ctx)
         except ConductorError as exc:
             return Outcome(ok=False, error=str(exc), retryable=False)
+        except OSError as exc:
+            if _cannot_write(exc, self.sd.root):
+                raise  # an unwritable state directory fails every attempt: the run ends (exit 5)
+            log.exception("executor error")
+            return Outcome(ok=False, error=f"executor error: {exc!r}")
         except Exception as exc:  # an executor bug must fail the attempt, not the run
             log.exception("executor error")
             return Outcome(ok=False, error=f"executor error: {exc!r}")

@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 import conductor
 from conductor.agents import (
+    AgentError,
     AgentRegistry,
     ResolvedAgent,
     TaskSpec,
@@ -56,7 +57,15 @@ from conductor.agents import (
     frontmatter_doc,
     read_frontmatter,
 )
-from conductor.contract import qualified
+from conductor.contract import (
+    LOCK_FILE,
+    READ_MESSAGES,
+    REPORT_COMPLETE,
+    REPORT_FAILED,
+    REPORT_PROGRESS,
+    UNLOCK_FILE,
+    qualified,
+)
 from conductor.errors import StateError, TemplateError, UserError
 from conductor.paths import StateDir, check_repo_path, refuse_symlink
 from conductor.yamldoc import validate
@@ -81,12 +90,12 @@ SKILL_FILE = "SKILL.md"
 """Name of the rendered skill in a worker directory."""
 
 DEFAULT_TOOL_NAMES: dict[str, str] = {
-    "progress_tool": qualified("report_progress"),
-    "lock_tool": qualified("lock_file"),
-    "unlock_tool": qualified("unlock_file"),
-    "read_messages_tool": qualified("read_messages"),
-    "complete_tool": qualified("report_complete"),
-    "fail_tool": qualified("report_failed"),
+    "progress_tool": qualified(REPORT_PROGRESS),
+    "lock_tool": qualified(LOCK_FILE),
+    "unlock_tool": qualified(UNLOCK_FILE),
+    "read_messages_tool": qualified(READ_MESSAGES),
+    "complete_tool": qualified(REPORT_COMPLETE),
+    "fail_tool": qualified(REPORT_FAILED),
 }
 """The names the worker sees for conductor's tools, by placeholder."""
 
@@ -673,6 +682,19 @@ def check_templates(track: TrackSpec, repo: Path) -> None:
     for task in track.tasks:
         if not task.run:
             preview_worker(track, task, repo, templates=templates, agents=agents)
+    for task in track.tasks:  # a reviewer defined nowhere would reject every round, paid for
+        review = getattr(task, "review", None)
+        if review is None or not review.agent:
+            continue
+        try:
+            as_reviewer: Any = task  # a track's Task: a pydantic model
+            agents.resolve(as_reviewer.model_copy(update={"agent": review.agent}))
+        except AgentError as exc:
+            if exc.path is not None and exc.path != track.source:
+                raise  # a broken .claude/agents file: its own file and line
+            raise AgentError(
+                f"review: {exc.message}", path=track.source, field=f"tasks.{task.id}.review.agent"
+            ) from exc
 
 
 def preview_worker(

@@ -39,7 +39,7 @@ from pydantic import (
 )
 
 from conductor.errors import ConductorError, TrackError, UserError
-from conductor.globs import overlapping_pairs
+from conductor.globs import first_overlapping_pair
 from conductor.paths import check_name, check_repo_path, track_file
 from conductor.yamldoc import Doc as _Doc
 from conductor.yamldoc import DocPath, first_of, read_yaml, validate
@@ -58,6 +58,10 @@ Isolation = Literal["copy", "checkout"]
 
 MAX_NAME = 1000
 """Longest task name: it travels in bus messages, which have a size limit."""
+MAX_COMMAND = 100_000
+"""Longest ``verify`` command, in characters: each is posted in a VERIFY_RESULT message, and
+even escaped as JSON (six bytes a character at worst) it fits the bus's 1 MiB message limit,
+so `validate` refuses a command no run could record."""
 
 
 def _on_off(value: Any) -> Any:
@@ -286,6 +290,9 @@ RepoPath = Annotated[str, AfterValidator(_repo_path)]
 TaskType = Annotated[str, AfterValidator(_task_type)]
 StrList = Annotated[list[str], BeforeValidator(_one_or_many)]
 Strings = Annotated[list[str], BeforeValidator(_list_or_empty)]
+Command = Annotated[str, Field(max_length=MAX_COMMAND)]
+Commands = Annotated[list[Command], BeforeValidator(_list_or_empty)]
+CommandList = Annotated[list[Command], BeforeValidator(_one_or_many)]
 TaskIdList = Annotated[list[TaskId], BeforeValidator(_list_or_empty)]
 RepoPathList = Annotated[list[RepoPath], BeforeValidator(_list_or_empty)]
 Count = Annotated[int, Field(strict=True, ge=1)]
@@ -364,7 +371,7 @@ class Task(_Model):
     files: RepoPathList = Field(default_factory=list)
     inputs: RepoPathList = Field(default_factory=list)
     acceptance: Strings = Field(default_factory=list)
-    verify: Strings = Field(default_factory=list)
+    verify: Commands = Field(default_factory=list)
     agent: AgentName | None = None
     instructions: str | None = None
     run: str | None = None
@@ -561,7 +568,7 @@ class _Defaults(_Model):
     timeout: Timeout | None = None
     max_attempts: Count | None = None
     agent: AgentName | None = None
-    verify: StrList | None = None
+    verify: CommandList | None = None
     model: str | None = None
     max_turns: Count | None = None
     max_budget_usd: Money | None = None
@@ -618,7 +625,7 @@ class _TrackFile(_Model):
     sandbox: OnOff = True
     network: Network = Field(default_factory=lambda: Network())
     approval: Approval = "none"
-    approval_timeout: Duration | None = None
+    approval_timeout: Timeout | None = None  # 0 would reject every run at once
     executor: ExecutorKind = "local"
     adhoc: Annotated[bool, Field(strict=True)] = False
 
@@ -933,7 +940,9 @@ def _group_problems(
         if group.conflict_free:
             shared = [*group.shared_resources, *shared_files]
             items = [(tid, by_id[tid].files) for tid in dict.fromkeys(group.tasks)]
-            for a, b, overlap in overlapping_pairs(items, shared):
+            first = first_overlapping_pair(items, shared)
+            if first is not None:
+                a, b, overlap = first
                 problems.append(
                     doc.error(
                         (*path, "conflict_free"),
@@ -941,7 +950,6 @@ def _group_problems(
                         f" {', '.join(overlap)}; list it in shared_resources or drop conflict_free",
                     )
                 )
-                break
     return problems
 
 

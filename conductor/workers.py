@@ -299,6 +299,12 @@ def authorize_post(
         )
     if mtype == MessageType.SKIP and task is None:
         raise UserError("SKIP needs --task: the task to skip")
+    if mtype in (MessageType.APPROVE, MessageType.REJECT) and task is not None:
+        # It would be posted and then count for nothing: only a whole-track answer does.
+        raise UserError(
+            f"{mtype} answers a run's approval, for the whole track: leave out --task "
+            "(SKIP --task stops one task)"
+        )
     if task is not None and track is not None:
         track.task(task)  # raises UserError naming the track and a suggestion
     return Author(task=task, worker=worker, attempt=None)

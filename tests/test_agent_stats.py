@@ -82,3 +82,30 @@ def test_stats_table_and_one_track(repo: Path) -> None:
     assert lines[0].split()[:3] == ["AGENT", "DONE", "FIRST"]
     coder = next(line for line in lines if line.startswith("coder"))
     assert coder.split()[1:3] == ["2", "50%"] and "$1.0000" in coder
+
+
+def test_a_review_that_could_not_be_done_is_left_out_of_the_score(repo: Path) -> None:
+    """The 0 of a review whose session failed is not the agent's: its mean skips it."""
+    sd = StateDir.for_track(repo, "rev", Path(os.environ["CONDUCTOR_STATE_DIR"])).ensure()
+    with Bus.for_state(sd, "rev") as bus:
+        failed = {"score": 0.0, "error": "the session failed"}
+        bus.post("REVIEW_RESULT", task="a", worker="a.1", attempt=1, payload=failed)
+        bus.post("TASK_FAILED", task="a", worker="a.1", attempt=1, payload={"agent": "coder"})
+        bus.post("REVIEW_RESULT", task="a", worker="a.2", attempt=2, payload={"score": 80})
+        bus.post("TASK_COMPLETE", task="a", worker="a.2", attempt=2, payload={"agent": "coder"})
+    result = CliRunner().invoke(
+        main, ["agents", "stats", "rev", "--json", "--repo", str(repo)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    (coder,) = json.loads(result.output)
+    assert coder["mean_review_score"] == 80.0 and coder["failed_attempts"] == 1
+
+
+def test_a_track_that_never_ran_is_an_error(repo: Path) -> None:
+    """Naming a track id without run state is exit 2 with a suggestion, not an empty table."""
+    seed(repo, "one")
+    result = CliRunner().invoke(
+        main, ["agents", "stats", "one", "onne", "--repo", str(repo)], catch_exceptions=False
+    )
+    assert result.exit_code == 2
+    assert "onne" in result.output and "one" in result.output

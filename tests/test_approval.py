@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -165,7 +166,8 @@ async def test_nothing_to_run_asks_nothing(repo: Path) -> None:
 
 
 def test_estimate_is_the_capped_upper_bound(repo: Path) -> None:
-    """The estimate sums each Claude task's cap over its attempts, never above budget_usd."""
+    """The estimate sums each Claude task's cap (which spans its attempts), never above
+    budget_usd."""
     track = make_track(
         """
         track: cost
@@ -177,9 +179,9 @@ def test_estimate_is_the_capped_upper_bound(repo: Path) -> None:
         """
     )
     plan = summary(track, repo, ["a", "b", "c"])
-    assert plan["estimate"]["capped_usd"] == pytest.approx(2.5)
-    assert plan["estimate"]["at_most_usd"] == pytest.approx(2.5)
-    assert "at most $2.50" in render("cost", plan)
+    assert plan["estimate"]["capped_usd"] == pytest.approx(1.5)
+    assert plan["estimate"]["at_most_usd"] == pytest.approx(1.5)
+    assert "at most $1.50" in render("cost", plan)
     tight = summary(track.model_copy(update={"budget_usd": 1.0}), repo, ["a", "b"])
     assert tight["estimate"]["at_most_usd"] == pytest.approx(1.0)
     uncapped = make_track("track: u\ntasks:\n  - {id: a, instructions: x}\n")
@@ -279,3 +281,150 @@ def test_the_prompt_on_a_terminal_asks_and_records_why(repo: Path) -> None:
         os.close(leader)
     assert proc.returncode == 6
     assert payload_of(repo, "gate", "REJECT")[0] == {"reason": "too risky", "by": "prompt"}
+
+
+def _prompting_run(repo: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`run --approve` on a pseudo-terminal, once it shows the y/n question."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conductor", "run", "--approve", str(_track_file(repo))],
+        cwd=repo,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    screen = b""
+    deadline = time.monotonic() + DEADLINE
+    while b"Approve this run?" not in screen:
+        assert time.monotonic() < deadline and proc.poll() is None, screen.decode("replace")
+        screen += os.read(leader, 4096)
+    return proc, leader
+
+
+def _drain(leader: int, proc: subprocess.Popen[bytes]) -> None:
+    """Keep reading the terminal so the child never blocks writing, until it exits."""
+    deadline = time.monotonic() + DEADLINE
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            time.sleep(0.05)
+
+
+def test_ctrl_c_at_the_prompt_ends_the_run_at_once(repo: Path) -> None:
+    """SIGINT while `run --approve` waits at its terminal prompt exits 130, not a hang."""
+    import signal
+
+    proc, leader = _prompting_run(repo)
+    try:
+        proc.send_signal(signal.SIGINT)
+        _drain(leader, proc)
+        assert proc.wait(timeout=DEADLINE) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert "TRACK_INTERRUPTED" in types(repo, "gate")
+
+
+def test_end_of_input_at_the_prompt_answers_no(repo: Path) -> None:
+    """Ctrl-D at the y/n question is its default, no: a REJECT, exit 6, no traceback."""
+    proc, leader = _prompting_run(repo)
+    try:
+        os.write(leader, b"\x04")
+        _drain(leader, proc)
+        assert proc.wait(timeout=DEADLINE) == 6
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    reject = payload_of(repo, "gate", "REJECT")
+    assert reject == [{"reason": "rejected at the prompt (end of input)", "by": "prompt"}]
+
+
+def test_an_answer_about_one_task_is_refused_not_posted(repo: Path) -> None:
+    """APPROVE or REJECT with --task would count for nothing: `bus post` refuses it (exit 2)."""
+    track = _track_file(repo)
+    for mtype in ("APPROVE", "REJECT"):
+        res = cli(repo, "bus", "post", str(track), mtype, "--task", "a", "-m", "no")
+        assert res.exit_code == 2 and "for the whole track" in res.output
+    assert not state_of(repo, "gate").bus.is_dir() or types(repo, "gate") == []
+
+
+def test_reject_needs_a_reason(repo: Path) -> None:
+    """`conductor reject -m ""` is refused before anything is looked up or posted."""
+    res = cli(repo, "reject", "gate", "-m", "  ")
+    assert res.exit_code == 2 and "-m REASON" in res.output
+
+
+def test_status_says_a_run_waits_for_approval(repo: Path) -> None:
+    """`status` names the wait and the commands that end it; --json has approval pending."""
+    import json
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conductor", "run", "--approve", str(_track_file(repo))],
+        cwd=repo,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_request(repo, proc)
+        res = cli(repo, "status", "gate")
+        assert res.exit_code == 0, res.output
+        assert "waiting for approval: conductor approve gate" in res.output
+        shown = json.loads(cli(repo, "status", "gate", "--json").output)
+        assert shown["approval"] == "pending"
+        assert cli(repo, "approve", "gate").exit_code == 0
+        assert proc.wait(timeout=DEADLINE) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    shown = json.loads(cli(repo, "status", "gate", "--json").output)
+    assert shown["approval"] is None and "waiting" not in cli(repo, "status", "gate").output
+
+
+def test_approve_refuses_when_the_run_that_asked_was_killed(repo: Path) -> None:
+    """After kill -9 of a waiting run, `approve` says nobody waits (exit 2) and posts nothing."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conductor", "run", "--approve", str(_track_file(repo))],
+        cwd=repo,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_request(repo, proc)
+    finally:
+        proc.kill()
+        proc.wait(timeout=DEADLINE)
+    before = types(repo, "gate")
+    res = cli(repo, "approve", "gate")
+    assert res.exit_code == 2 and "the conductor that asked is gone" in res.output
+    assert types(repo, "gate") == before
+
+
+def test_an_approval_timeout_of_zero_is_refused() -> None:
+    """approval_timeout: 0 would reject every run at once: an error at its line."""
+    from conductor.errors import TrackError
+
+    with pytest.raises(TrackError, match=r":2: approval_timeout: must be more than 0"):
+        make_track("track: z\napproval_timeout: 0\ntasks:\n  - {id: a, run: 'true'}\n")
+
+
+def test_a_huge_plan_is_cut_to_fit_the_bus(repo: Path) -> None:
+    """The plan of a very large track is cut (first tasks, counts) to fit one message."""
+    from conductor.approval import MAX_SUMMARY_BYTES
+
+    lines = ["track: big", "tasks:"]
+    for n in range(3000):
+        lines.append(f"  - {{id: t{n}, run: 'true', verify: ['{'x' * 200}'], files: [f{n}/]}}")
+    track = make_track("\n".join(lines) + "\n")
+    plan = summary(track, repo, [t.id for t in track.tasks])
+    assert len(json.dumps(plan).encode()) <= MAX_SUMMARY_BYTES
+    assert plan["more_tasks"] > 0 and len(plan["tasks"]) + plan["more_tasks"] == 3000
+    shown = render("big", plan)
+    assert "3000 tasks to run" in shown and f"and {plan['more_tasks']} more" in shown

@@ -144,8 +144,8 @@ def test_refused_key_mid_retry_stops_the_run(repo: Path, tmp_path: Path) -> None
 
 def test_usage_limit_waits_for_the_reset_and_does_not_count(repo: Path, tmp_path: Path) -> None:
     """A usage limit with a reset time: the attempt is deferred (not counted, even with
-    max_attempts 1), LIMIT_WAIT carries the reset time, nothing starts before it, then the
-    task and the next one run."""
+    max_attempts 1), LIMIT_WAIT carries the reset time, the run shows it, nothing starts
+    before it, then the task and the next one run."""
     track = {
         "track": "usage",
         "max_parallel": 1,
@@ -175,6 +175,7 @@ def test_usage_limit_waits_for_the_reset_and_does_not_count(repo: Path, tmp_path
     payload = wait[0]["payload"]
     assert payload["kind"] == "usage_limit" and payload["announced"] is True
     assert payload["until_utc"].endswith("UTC")
+    assert f"nothing new starts until {payload['until_utc']}" in output, "the wait is shown"
     dispatched = of(msgs, "TASK_DISPATCHED")
     assert [(m["task"], m["attempt"]) for m in dispatched] == [("a", 1), ("a", 2), ("b", 1)]
     assert all(ts(m) >= payload["until"] for m in dispatched[1:])
@@ -284,3 +285,34 @@ def test_task_budget_spans_attempts_and_a_budget_stop_is_final(repo: Path, tmp_p
     )
     assert code == 0, output[-3000:]
     assert (repo / "a.txt").read_text() == "ok\n"
+
+
+def test_resume_after_the_reset_time_goes_straight_on(repo: Path, tmp_path: Path) -> None:
+    """A run resumed after a recorded reset time has passed dispatches at once: no new
+    LIMIT_WAIT, and the task completes."""
+    track = {"track": "later", "tasks": [task("a")]}
+    script = {
+        "sessions": [
+            rule(
+                "a",
+                attempts=[
+                    [{"error": {"api_error_status": 429, "resets_in": 1}}],
+                    writes("a.txt"),
+                ],
+            )
+        ]
+    }
+    env = setup(repo, tmp_path, track, script)
+    first = conductor(repo, env, "run", "track.yaml")
+    wait = wait_for(repo, "later", "LIMIT_WAIT")
+    first.send_signal(signal.SIGINT)
+    code, output = finish(first)
+    assert code == 130, output[-3000:]
+    deadline = time.monotonic() + 60
+    while time.time() <= wait["payload"]["until"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    code, output = finish(conductor(repo, env, "run", "track.yaml"))
+    assert code == 0, output[-3000:]
+    msgs = messages(repo, "later")
+    assert len(of(msgs, "LIMIT_WAIT")) == 1
+    assert of(msgs, "TASK_COMPLETE", "a")

@@ -72,6 +72,20 @@ def test_ls_lists_messages(state: StateDir, state_root: Path) -> None:
     assert lines[4].endswith("…") and len(lines[4]) < 200
 
 
+def test_ls_shows_escape_sequences_in_a_payload_as_text(state: StateDir, state_root: Path) -> None:
+    """A payload holding escape sequences (also C1 controls, which JSON keeps) is listed
+    and shown with them made visible, not sent to the terminal."""
+    with Bus.for_state(state, "demo") as bus:
+        bus.post("NOTE", payload={"text": "\x1b]0;PWNED\x07\x1b[2Jhi"})
+    res = cli(state_root, "bus", "ls", "demo")
+    assert res.exit_code == 0, res.output
+    assert "\x1b" not in res.output and "\\x1b]0;PWNED\\x07\\x1b[2Jhi" in res.output
+    with Bus.for_state(state, "demo") as bus:
+        seq = bus.post("NOTE", payload={"text": "c1 \x9b31m csi"}).seq
+    shown = cli(state_root, "bus", "show", "demo", str(seq))
+    assert "\x9b" not in shown.output and "c1 \\x9b31m csi" in shown.output
+
+
 def test_ls_filters_and_json(state: StateDir, state_root: Path) -> None:
     """--type, --task and --since filter; --json prints one parseable message per line."""
     seed(state)
@@ -144,7 +158,8 @@ def test_person_posts_human_types(state: StateDir, state_root: Path, tmp_path: P
         (["NOTE", "--payload", "{nope"], "not valid JSON"),
         (["NOTE", "--payload", "{}", "-m", "x"], "not both"),
         (["NOTE", "--task", "../x"], "task id"),
-        (["not-a-type"], "UPPER_SNAKE|a person may post only"),
+        (["not-a-type"], "unknown message type NOT-A-TYPE"),
+        (["BOGUS"], "unknown message type BOGUS: a person posts APPROVE, NOTE, REJECT or SKIP"),
     ],
 )
 def test_person_post_refusals(

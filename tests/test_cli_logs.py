@@ -21,7 +21,8 @@ from reportkit import (
     run_track,
 )
 
-from conductor.logview import TranscriptRenderer, visible
+from conductor.logview import TranscriptRenderer
+from conductor.terminal import visible
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +102,55 @@ def test_shell_attempt_shows_its_output(tmp_path: Path) -> None:
     assert "second try" in second and "✓ true" in second and "outcome: complete" in second
 
 
+def test_a_planted_symlink_or_fifo_log_is_refused_and_said(tmp_path: Path) -> None:
+    """A log replaced by a symlink or a FIFO is neither followed nor blocked on: the
+    output is said to be not shown, and why."""
+    import os
+
+    repo, state = git_repo(tmp_path / "repo"), tmp_path / "state"
+    assert run_track(repo, state, SHELL_TRACK).returncode == 0
+    log = state / "flaky" / "logs" / "flaky.1.log"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not show me\n")
+    log.unlink()
+    log.symlink_to(secret)
+    out = cli(repo, state, "logs", "flaky", "flaky", "--attempt", "1").output
+    assert "do not show me" not in out
+    assert "(output not shown: refusing to use" in out and "symbolic link" in out
+    log.unlink()
+    os.mkfifo(log)
+    out = cli(repo, state, "logs", "flaky", "flaky", "--attempt", "1").output
+    assert "(output not shown: refusing to use" in out and "not a regular file" in out
+
+
+def test_a_planted_symlink_transcript_is_refused_and_said(tmp_path: Path) -> None:
+    """A Claude attempt whose transcript is a planted symlink shows nothing of its target and
+    says why."""
+    from conductor.logview import AttemptInfo, render_attempt
+
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text('{"type": "assistant", "message": {"content": [{"type": "text", '
+                      '"text": "do not show me"}]}}\n')
+    transcript = tmp_path / "t.1.transcript.jsonl"
+    transcript.symlink_to(secret)
+    info = AttemptInfo(task="t", attempt=1, worker="t.1", executor="claude",
+                       log=tmp_path / "t.1.log", transcript=transcript)
+    text = "\n".join(render_attempt(info))
+    assert "do not show me" not in text
+    assert f"(not shown: refusing to use {transcript}: it is a symbolic link)" in text
+
+
 def test_unknown_task_or_attempt_is_a_clear_error(story: tuple[Path, Path]) -> None:
-    """A task the track lacks, or an attempt that never ran: exit 2 with a message."""
+    """A task the track lacks (with a did-you-mean, also with -f), or an attempt that never
+    ran: exit 2 with a message."""
     repo, state = story
     missing = cli(repo, state, "logs", str(repo / "track.yaml"), "nope")
     assert missing.exit_code == 2 and "nope" in missing.output
     assert "Traceback" not in missing.output
     never = cli(repo, state, "logs", "story", "nope")
-    assert never.exit_code == 2 and "has not run" in never.output
+    assert never.exit_code == 2 and "track 'story' has no task 'nope'" in never.output
+    typo = cli(repo, state, "logs", "story", "gret", "-f")  # never waits for a misspelt task
+    assert typo.exit_code == 2 and "has no task 'gret' (did you mean 'greet'?)" in typo.output
     past = cli(repo, state, "logs", "story", "greet", "--attempt", "9")
     assert past.exit_code == 2 and "attempt 9" in past.output
 
@@ -183,3 +225,17 @@ def test_follow_prints_output_as_written_until_the_attempt_ends(tmp_path: Path) 
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=60)
+
+
+def test_lines_end_at_newlines_only_whether_followed_or_not(tmp_path: Path) -> None:
+    """A log read at once splits lines where following it does: at "\\n" only, so a "\\r"
+    or a U+2028 inside a transcript record stays in its line."""
+    from conductor.logview import LineReader
+
+    log = tmp_path / "t.1.log"
+    log.write_bytes("50%\r100%\n{\"text\": \"a\u2028b\"}\nlast".encode())
+    followed = LineReader(log)
+    lines = followed.read() + followed.read(final=True)
+    assert lines == ["50%\r100%", '{"text": "a\u2028b"}', "last"]
+    assert LineReader(log).read(final=True) == lines
+    assert visible(lines[0]) == "50%\\r100%"

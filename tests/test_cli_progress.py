@@ -138,6 +138,28 @@ def test_bus_tail_follow_ends_when_the_run_ends(repo: Path) -> None:
         run.communicate(timeout=120)
 
 
+def test_bus_tail_follow_of_a_track_file_waits_for_its_first_run(repo: Path) -> None:
+    """``bus tail TRACK_FILE -f`` started before the track ever ran waits, creating nothing,
+    then prints the first run from its start to its end, even when the run ended before
+    the tail looked."""
+    write_track(repo, {"track": "first-tail", "tasks": [{"id": "one", "run": "true"}]})
+    tail = conductor(repo, "bus", "tail", "track.yaml", "-f")
+    try:
+        assert tail.stderr is not None
+        assert "waiting for the first run of track first-tail" in tail.stderr.readline()
+        assert not state("first-tail").exists()
+        run = conductor(repo, "run", "track.yaml", "--progress", "none")
+        run.communicate(timeout=120)
+        assert run.returncode == 0
+        out, _ = tail.communicate(timeout=120)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    assert tail.returncode == 0
+    lines = out.splitlines()  # the whole run, however soon it ended after the wait
+    assert lines[0].split()[3] == "TRACK_STARTED" and lines[-1].split()[3] == "TRACK_COMPLETE"
+
+
 def test_bus_tail_forever_goes_on_after_the_run_ends(repo: Path) -> None:
     """``bus tail -f --forever`` keeps following past the end of a run: a note posted after
     TRACK_COMPLETE is printed too."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,19 @@ def test_status_of_a_track_never_run_exits_2(repo: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and "never-ran" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_status_shows_escape_sequences_in_an_error_as_text(repo: Path) -> None:
+    """A last error holding escape sequences is printed with them made visible."""
+    from conductor.bus import Bus
+    from conductor.paths import StateDir
+
+    sd = StateDir.for_track(repo, "demo", Path(os.environ["CONDUCTOR_STATE_DIR"])).ensure()
+    with Bus.for_state(sd, "demo") as bus:
+        bus.post("TRACK_STARTED", payload={"pid": 1})
+        bus.post("TASK_DISPATCHED", task="build", worker="build.1", attempt=1)
+        bus.post("TASK_FAILED", task="build", worker="build.1", attempt=1,
+                 payload={"error": "\x1b]0;PWNED\x07\x1b[2Jboom", "final": True})
+    result = invoke("status", "demo", "--repo", str(repo))
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\\x1b]0;PWNED\\x07\\x1b[2Jboom" in result.stdout

@@ -40,10 +40,14 @@ NODE = {"num_cpus": 1, "resources": {"claude_sessions": 1}}
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    """A head and two worker nodes; this test process joins as the driver."""
-    saved = os.environ.get("RAY_USAGE_STATS_ENABLED")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A head and two worker nodes; this test process joins as the driver. The nodes keep
+    their attempts' directories under this test session's temporary directory."""
+    from conductor.node import NODE_DIR_ENV
+
+    saved = {name: os.environ.get(name) for name in ("RAY_USAGE_STATS_ENABLED", NODE_DIR_ENV)}
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ[NODE_DIR_ENV] = str(tmp_path_factory.mktemp("nodes"))
     made = cluster_utils.Cluster(
         initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
     )
@@ -56,10 +60,11 @@ def cluster() -> Iterator[Any]:
     finally:
         ray.shutdown()
         made.shutdown()
-        if saved is None:
-            os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
-        else:
-            os.environ["RAY_USAGE_STATS_ENABLED"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def git(repo: Path, *args: str) -> str:
@@ -116,6 +121,7 @@ FAKE_SCRIPT = {
         {
             "match": "Carry out task model (",
             "steps": [
+                {"mcp": {"tool": "lock_file", "input": {"path": "src/model.py"}}},
                 {"write": {"path": "src/model.py", "content": "VERSION = 1\n"}},
                 {"mcp": {"tool": "report_progress", "input": {"message": "model written"}}},
                 {
@@ -152,7 +158,7 @@ async def test_mixed_track_completes_once_across_nodes(
                     {"id": "build", "run": "sleep 2; echo built > build.txt",
                      "isolation": "copy", "files": ["build.txt"]},
                     {"id": "lint", "run": "sleep 2; echo linted > lint.txt"},
-                    {"id": "model", "files": ["src/model.py"],
+                    {"id": "model", "files": ["src/**"],
                      "instructions": "Write src/model.py.",
                      "verify": ["grep -q 'VERSION = 1' src/model.py"]},
                     {"id": "docs", "depends_on": ["build", "lint", "model"],
@@ -182,6 +188,8 @@ async def test_mixed_track_completes_once_across_nodes(
     assert session and session[0].payload["executor"] == "ray"
     model_types = {m.type for m in bus if m.task == "model"}
     assert {"PROGRESS", "CLAIM_COMPLETE", "VERIFY_RESULT"} <= model_types
+    locked = [m.payload.get("path") for m in bus if m.type == "FILE_LOCK" and m.task == "model"]
+    assert "src/model.py" in locked  # the session's own lock request, taken by the conductor
     logs = StateDir.for_track(repo, "mixed", state_root()).logs
     assert (logs / "model.1.transcript.jsonl").stat().st_size > 0
     assert git(repo, "log", "--format=%s").count("mixed/") == 4
@@ -247,6 +255,29 @@ async def test_node_removed_mid_attempt_is_lost_and_retried_elsewhere(
     assert [m.attempt for m in bus if m.type == "TASK_COMPLETE"] == [2]
 
 
+async def test_shell_attempt_on_a_node_never_gets_the_conductors_secrets(
+    cluster: Any, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shell command on a node sees its attempt's CONDUCTOR_* variables but not the
+    conductor's credentials (those go to Claude sessions only)."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-conductor-only")
+    track = parse_track(
+        yaml.safe_dump({"track": "secrets", "executor": "ray",
+                        "tasks": [{"id": "dump", "run": "env > env.txt"}]})
+    )
+    options = RunOptions(
+        repo=repo, state_root=state_root(), ray_address=cluster.address, handle_signals=False
+    )
+    with anyio.fail_after(DEADLINE):
+        result = await run_track(track, options)
+    assert result.status == "complete", result.failed
+    seen = (repo / "env.txt").read_text()
+    assert "CONDUCTOR_WORKER=dump.1" in seen
+    assert "sk-conductor-only" not in seen
+    started = [m for m in messages(repo, "secrets", state_root()) if m.type == "WORKER_STARTED"]
+    assert started and started[0].payload["node_id"] in worker_node_ids(cluster)
+
+
 async def test_timeout_ends_the_attempt_on_its_node(
     cluster: Any, repo: Path, tmp_path: Path
 ) -> None:
@@ -257,6 +288,7 @@ async def test_timeout_ends_the_attempt_on_its_node(
         yaml.safe_dump(
             {
                 "track": "timeout",
+                "executor": "ray",
                 "tasks": [{"id": "hang", "timeout": 5, "max_attempts": 1,
                            "run": f"echo $$ > {pid_file}; sleep 600"}],
             }
@@ -270,8 +302,11 @@ async def test_timeout_ends_the_attempt_on_its_node(
     assert result.status == "failed"
     shell = int(pid_file.read_text())
     await wait_for(lambda: dead(shell))
-    failed = [m for m in messages(repo, "timeout", state_root()) if m.type == "TASK_FAILED"]
+    bus = messages(repo, "timeout", state_root())
+    failed = [m for m in bus if m.type == "TASK_FAILED"]
     assert len(failed) == 1 and failed[0].payload["timed_out"] is True
+    started = [m for m in bus if m.type == "WORKER_STARTED"]
+    assert started and started[0].payload["node_id"] in worker_node_ids(cluster)
 
 
 def test_conductor_killed_leaves_no_attempt_running_after_resume(

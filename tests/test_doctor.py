@@ -113,6 +113,19 @@ def test_a_cli_that_is_missing_or_broken_fails(
     assert failed.startswith("FAIL") and "exited 3" in failed and "cannot load" in failed
 
 
+def test_a_clis_escape_sequences_are_shown_not_sent_to_the_terminal(
+    checkout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLI whose --version output holds escape sequences is quoted with them made visible."""
+    noisy = tmp_path / "noisy-claude"
+    noisy.write_text("#!/bin/sh\nprintf '\\033]0;PWNED\\007\\033[31m9.9.9 (Claude Code)'\n")
+    noisy.chmod(0o755)
+    monkeypatch.setenv("CONDUCTOR_CLAUDE_CLI", str(noisy))
+    result = doctor(checkout)
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "\\x1b]0;PWNED\\x07\\x1b[31m9.9.9 (Claude Code)" in line(result, "claude cli")
+
+
 def test_missing_sandbox_programs_fail_with_the_packages_to_install(
     checkout: Path, tmp_path: Path
 ) -> None:

@@ -584,7 +584,8 @@ def _result(total: float, turns: int, out: int) -> ResultMessage:
 
 
 def test_meter_deltas_and_throttle() -> None:
-    """Cumulative totals add only their increase; a new session starts again; posts throttle."""
+    """Cumulative totals add only their increase; a new session starts again; posts throttle
+    unless the cost grew by a cent or more."""
     posted: list[dict[str, Any]] = []
     now = [0.0]
     meter = Meter(lambda _t, *, payload: posted.append(payload), clock=lambda: now[0])
@@ -592,19 +593,21 @@ def test_meter_deltas_and_throttle() -> None:
     meter.on_assistant(_assistant("m1", 5))
     meter.on_assistant(_assistant("m1", 5))  # the same API message seen twice
     assert len(posted) == 1 and posted[0]["tokens_out"] == 5
-    meter.on_result(_result(0.01, 1, 5))
-    meter.on_result(_result(0.03, 2, 7))  # a follow-up turn: cumulative 0.03
-    assert meter.cost == pytest.approx(0.03)
+    meter.on_result(_result(0.001, 1, 5))
+    meter.on_result(_result(0.003, 2, 7))  # a follow-up turn: cumulative 0.003
+    assert meter.cost == pytest.approx(0.003)
     assert len(posted) == 1, "throttled within the interval"
+    meter.on_result(_result(0.03, 2, 7))  # a cent or more: posted at once
+    assert len(posted) == 2 and posted[-1]["cost_usd"] == pytest.approx(0.03)
     now[0] = 5.0
     meter.begin_session()  # an API-error re-run: a fresh session
     meter.on_result(_result(0.02, 1, 1))
     assert meter.cost == pytest.approx(0.05)
-    assert meter.usage["output_tokens"] == 13
+    assert meter.usage["output_tokens"] == 20
     assert meter.turns == 3
     assert posted[-1]["cost_usd"] == pytest.approx(0.05)
     meter.maybe_post(force=True)
-    assert len(posted) == 3
+    assert len(posted) == 4
 
 
 def test_executor_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from conductor.globs import (
     _regex,
     covers,
     files_overlap,
+    first_overlapping_pair,
     is_shared,
     matches,
     overlap,
@@ -263,3 +264,34 @@ def test_index_finds_exactly_the_overlapping_pairs(files: list[list[str]]) -> No
         if files_overlap(items[i][1], items[j][1])
     }
     assert fast == slow
+
+
+_FEW = st.sampled_from(["src/**", "src/*.py", "src/a.py", "docs/", "*.json", "x.json"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(_FEW, max_size=2), max_size=12),
+    st.lists(_FEW, max_size=1),
+)
+def test_first_overlapping_pair_is_the_first_of_all_pairs(
+    files: list[list[str]], shared: list[str]
+) -> None:
+    """first_overlapping_pair, comparing equal file lists once, names the pair (and the
+    patterns) overlapping_pairs lists first."""
+    items = [(f"t{i}", fs) for i, fs in enumerate(files)]
+    first = next(overlapping_pairs(items, shared), None)
+    found = first_overlapping_pair(items, shared)
+    if first is None:
+        assert found is None
+    else:
+        assert found is not None and found[:2] == first[:2]
+        assert set(found[2]) == set(first[2])
+
+
+def test_first_overlapping_pair_of_many_equal_lists() -> None:
+    """Thousands of items with the same glob: the first two are named, and shared globs
+    relieve them all."""
+    items = [(f"t{i}", ["src/**"]) for i in range(5000)] + [("doc", ["docs/x.md"])]
+    assert first_overlapping_pair(items) == ("t0", "t1", ["src/**"])
+    assert first_overlapping_pair(items, ["src/"]) is None

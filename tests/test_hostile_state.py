@@ -140,12 +140,13 @@ def test_fifo_at_the_status_cache_of_a_finished_run(repo: Path) -> None:
 # --------------------------------------------------------------------------- unwritable state
 
 
-def test_read_only_bus_is_a_state_error(repo: Path) -> None:
-    """A bus directory nobody may write to ends the run with exit 5 and a message naming it."""
+@pytest.mark.parametrize("directory", ["bus", "logs", "workers", "."])
+def test_read_only_state_directory_is_a_state_error(repo: Path, directory: str) -> None:
+    """A bus, log, workers or state directory nobody may write to ends the run with exit 5
+    and a message naming the state directory, never a traceback."""
     (repo / "track.yaml").write_text(SHELL_TRACK)
     assert cli(repo, "run", "track.yaml").returncode == 0
-    bus = state(repo) / "bus"
-    with immutable(bus):
+    with immutable(state(repo) / directory):
         done = cli(repo, "run", "track.yaml", "--from", "a")
     assert done.returncode == 5, done.stderr
     assert "Traceback" not in done.stderr and "ExceptionGroup" not in done.stderr
@@ -210,7 +211,7 @@ def test_a_name_the_bus_cannot_carry_is_refused_by_validate(repo: Path) -> None:
     so no run can start and then fail at its first post."""
     (repo / "track.yaml").write_text(
         yaml.safe_dump(
-            {"track": "hs", "tasks": [{"id": "a", "run": "true", "name": "n" * (1 << 20 + 1)}]}
+            {"track": "hs", "tasks": [{"id": "a", "run": "true", "name": "n" * ((1 << 20) + 1)}]}
         )
     )
     done = cli(repo, "validate", "track.yaml")
@@ -218,6 +219,27 @@ def test_a_name_the_bus_cannot_carry_is_refused_by_validate(repo: Path) -> None:
     assert "track.yaml:" in done.stderr and "tasks[0].name" in done.stderr
     ran = cli(repo, "run", "track.yaml")
     assert ran.returncode == 2 and not (state(repo) / "bus").exists()
+
+
+@pytest.mark.parametrize("where", ["task", "defaults"])
+def test_a_verify_command_the_bus_cannot_carry_is_refused_by_validate(
+    repo: Path, where: str
+) -> None:
+    """A verify command over 1 MiB (each is posted in a VERIFY_RESULT) is refused by
+    `validate` with exit 2, whether the task or the track's defaults give it."""
+    command = "true " + "#" * (1 << 20)
+    task: dict[str, Any] = {"id": "a", "run": "true"}
+    doc: dict[str, Any] = {"track": "hs", "tasks": [task]}
+    if where == "task":
+        task["verify"] = [command]
+    else:
+        doc["defaults"] = {"verify": [command]}
+    (repo / "track.yaml").write_text(yaml.safe_dump(doc))
+    done = cli(repo, "validate", "track.yaml")
+    assert done.returncode == 2
+    field = "tasks[0].verify[0]" if where == "task" else "defaults.verify[0]"
+    assert "track.yaml:" in done.stderr and field in done.stderr
+    assert "at most 100000 characters" in done.stderr
 
 
 # --------------------------------------------------------------------------- what attempts leave
@@ -285,10 +307,15 @@ def test_an_interrupted_claude_attempt_ends_what_its_bash_started(
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err[-3000:]
-    left = _marked(f"sleep {first}") + _marked(f"sleep {second}")
-    for p in left:
-        p.kill()
-    assert not left, "processes the attempt started outlived it"
+    # A signal takes a moment to land on a busy machine; the jobs sleep five minutes, far
+    # longer than this wait, so only the conductor can have ended them.
+    deadline = time.monotonic() + 60
+    while left := _marked(f"sleep {first}") + _marked(f"sleep {second}"):
+        if time.monotonic() > deadline:
+            for p in left:
+                p.kill()
+            pytest.fail(f"processes the attempt started outlived it: {left}")
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("name", [".tmp-{pid}-0123456789ab", ".secret.{pid}"])
@@ -303,3 +330,19 @@ def test_an_empty_secret_left_by_a_kill_at_startup_is_removed(repo: Path, name: 
     leftover.touch()
     assert cli(repo, "run", "track.yaml", "--from", "a").returncode == 0
     assert not leftover.exists()
+
+
+def test_a_refused_state_file_is_named_once_in_the_message(tmp_path: Path) -> None:
+    """The error for a planted symlink names the file once, not as a prefix and again; a
+    message holding the name only inside a word is still prefixed with it."""
+    from conductor.errors import StateError
+    from conductor.paths import open_state_file
+
+    link = tmp_path / "run.json"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StateError) as caught:
+        open_state_file(link, os.O_RDONLY)
+    assert str(caught.value) == f"refusing to use {link}: it is a symbolic link"
+    from conductor.errors import UserError
+
+    assert str(UserError("no such track file", path="n")) == "n: no such track file"

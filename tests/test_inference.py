@@ -193,6 +193,9 @@ def test_a_failed_inference_falls_back_by_name_and_says_so(repo: Path, tmp_path:
     assert "inference failed" in inferred.payload["fallback"]
     assert inferred.payload["agent"]["role"] == "API designer"
     assert inferred.payload["agent"]["goal"] == "Ship it"
+    promoted = conductor(repo, env, "agents", "promote", "adhoc", "api-designer")
+    assert promoted.returncode == 0, promoted.stderr
+    assert "is the fallback made from its name" in promoted.stderr  # generic: edit it
 
 
 def test_a_wrong_answer_for_one_agent_falls_back_for_that_agent_only(
@@ -251,3 +254,36 @@ def test_overrides_are_parsed_and_checked() -> None:
         parse_overrides(("no-equals",), ())
     with pytest.raises(UserError, match="at most 200"):
         parse_overrides((f"a={'x' * 201}",), ())
+
+
+def test_an_answer_naming_agents_oddly_or_unasked_is_no_crash(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list as a name and an agent nobody asked for are ignored; the asked one falls back."""
+    import anyio
+
+    from conductor import asking
+    from conductor.inference import infer, missing
+    from conductor.track import parse_track
+
+    async def answer(*args: Any, **kwargs: Any) -> asking.Answer:
+        odd = {**DESIGNER, "name": ["db-migrator"]}
+        intruder = {**DESIGNER, "name": "intruder", "tools": ["Bash"]}
+        return asking.Answer(data={"agents": [odd, intruder, DESIGNER]}, cost_usd=0.02)
+
+    monkeypatch.setattr(asking, "ask", answer)
+    track = parse_track(yaml.safe_dump({**TRACK, "adhoc": True}))
+    result = anyio.run(lambda: infer(track, repo, missing(track, repo)))
+    assert sorted(result.agents) == ["api-designer", "db-migrator"]
+    assert result.fallbacks == {"db-migrator": "inference left it out"}
+    assert result.agents["api-designer"].role == "API designer"
+
+
+def test_an_override_for_an_agent_nobody_infers_is_an_error(repo: Path, tmp_path: Path) -> None:
+    """--agent-role for a name no task needs inferred (a typo) is exit 2, before any run."""
+    env = setup(repo, tmp_path, TRACK, [])
+    done = conductor(repo, env, "run", "track.yaml", "--adhoc", "--agent-role", "ghost=Nobody")
+    assert done.returncode == 2, done.stderr
+    assert "ghost" in done.stderr and "api-designer, db-migrator" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (Path(os.environ["CONDUCTOR_STATE_DIR"]) / "adhoc").exists()

@@ -478,22 +478,26 @@ def test_pid_reuse_means_dead(locks: PathLocks, locks_dir: Path, events: Events)
     assert "now belongs to another process" in events[0][1]["reason"]
 
 
-def test_lease_expiry_breaks_and_renew_keeps(locks_dir: Path, events: Events) -> None:
+def test_lease_expiry_breaks_and_renew_keeps(
+    locks_dir: Path, events: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A lock whose lease lapsed is broken even if its pid lives; its holder acquiring it
-    again renews the lease and keeps it."""
-    leased = PathLocks(locks_dir, lease_seconds=0.8, notify=lambda t, p: events.append((t, p)))
+    again renews the lease and keeps it. (The lease is long and its end is reached by moving
+    the locks' clock, so a slow machine cannot let it lapse early.)"""
+    leased = PathLocks(locks_dir, lease_seconds=60, notify=lambda t, p: events.append((t, p)))
     first = leased.acquire("a.py", worker="w.1", task="w", attempt=1)
     assert first.lease_expires is not None
-    assert first.lease_expires - first.since <= timedelta(seconds=0.81)
+    assert first.lease_expires - first.since <= timedelta(seconds=60.01)
     for _ in range(3):
-        time.sleep(0.2)
+        time.sleep(0.01)  # the clock moves on between renewals
         leased.acquire("a.py", worker="w.1", task="w", attempt=1)
         with pytest.raises(LockHeldError):
             leased.acquire("a.py", worker="x.1", task="x", attempt=1)
     renewed = leased.holder("a.py")
     assert renewed is not None and renewed.lease_expires is not None
     assert renewed.lease_expires > first.lease_expires
-    time.sleep(0.85)
+    later = renewed.lease_expires + timedelta(seconds=1)
+    monkeypatch.setattr("conductor.locks.utcnow", lambda: later)
     assert dead_reason(renewed) is not None
     taken = leased.acquire("a.py", worker="x.1", task="x", attempt=1)
     assert taken.worker == "x.1"
@@ -787,3 +791,21 @@ def test_never_two_holders_among_threads(locks_dir: Path) -> None:
     assert not any(thread.is_alive() for thread in threads)
     assert violations == []
     assert sum(counts.values()) == 120
+
+
+def test_bus_notifier_posts_lock_notices_about_their_worker(tmp_path: Path) -> None:
+    """Lock notices go on the bus as messages about the task, worker and attempt they name;
+    liveness says this process's lock is alive."""
+    from conductor.bus import Bus
+    from conductor.locks import bus_notifier, liveness
+
+    with Bus(tmp_path / "bus", "trk") as bus:
+        locks = PathLocks(tmp_path / "locks", notify=bus_notifier(bus))
+        info = locks.acquire("src/a.py", worker="api.2", task="api", attempt=2)
+        assert liveness(info) == (True, None)
+        locks.release("src/a.py", worker="api.2")
+        posted = [(m.type, m.task, m.worker, m.attempt, m.payload["path"]) for m in bus.iter_all()]
+    assert posted == [
+        ("FILE_LOCK", "api", "api.2", 2, "src/a.py"),
+        ("FILE_UNLOCK", "api", "api.2", 2, "src/a.py"),
+    ]

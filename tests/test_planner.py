@@ -137,7 +137,7 @@ def test_a_goal_is_planned_into_a_track_that_runs_to_completion(
     done = conductor(repo, env, "plan", "--goal", "Greet in English and German", "--no-questions")
     assert done.returncode == 0, done.stderr
     path = repo / "tracks" / "greetings" / "track.yaml"
-    assert f"wrote {path}" in done.stdout
+    assert "wrote tracks/greetings/track.yaml: " in done.stdout  # relative to where it ran
     track = load_track(path)
     assert [t.id for t in track.tasks] == ["en", "de"] and track.tasks[1].depends_on == ["en"]
     assert track.agents["greeter"].model == "haiku"
@@ -216,3 +216,108 @@ async def test_questions_are_put_to_the_person_and_answered(
     assert planned.cost_usd == pytest.approx(0.10)
     second = json.dumps(planner_sessions(tmp_path)[1])
     assert "Q: Which languages?" in second and "A: English and German" in second
+
+
+def test_a_goal_with_control_characters_still_gives_a_readable_file(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A terminal escape pasted into the goal is shown as "?" in the file's comment."""
+    env = environment(tmp_path, [planner(PLAN)])
+    goal = "Greet \x1b[31mloudly\x1b[0m\x07 please"
+    done = conductor(repo, env, "plan", "--goal", goal, "--out", "greet.yaml")
+    assert done.returncode == 0, done.stderr
+    assert "in 1 round" in done.stdout
+    text = (repo / "greet.yaml").read_text()
+    assert "#   Greet ?[31mloudly?[0m? please" in text
+    assert load_track(repo / "greet.yaml").id == "greetings"
+
+
+def test_a_plan_whose_track_file_exists_goes_back_for_another_id(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A plan taking an existing tracks/ID/track.yaml is sent back, not thrown away."""
+    (repo / "tracks" / "greetings").mkdir(parents=True)
+    (repo / "tracks" / "greetings" / "track.yaml").write_text("track: greetings\ntasks: []\n")
+    env = environment(tmp_path, [planner(PLAN, {**PLAN, "track": "greetings-2"})])
+    done = conductor(repo, env, "plan", "--goal", "Greet")
+    assert done.returncode == 0, done.stderr
+    assert "track greetings-2 in 2 rounds, 1 sent back" in done.stdout
+    assert "track id greetings is taken" in json.dumps(planner_sessions(tmp_path)[1])
+    assert (repo / "tracks" / "greetings" / "track.yaml").read_text().startswith("track: ")
+    assert load_track(repo / "tracks" / "greetings-2" / "track.yaml").id == "greetings-2"
+
+
+@pytest.mark.anyio
+async def test_after_its_last_questions_the_planner_is_told_to_stop_asking(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the question rounds are used up, the next question says not to ask again."""
+    asking = {**PLAN, "questions": ["Which languages?"], "tasks": [], "agents": []}
+    for key, value in environment(tmp_path, [planner(asking, asking, PLAN)]).items():
+        monkeypatch.setenv(key, value)
+
+    async def person(questions: list[str]) -> list[str]:
+        return ["English"]
+
+    planned = await plan_goal("Greet people", repo, repo / "t.yaml", asker=person)
+    assert planned.rounds == 1
+    sessions = [json.dumps(s) for s in planner_sessions(tmp_path)]
+    assert len(sessions) == 3
+    assert "Do not ask questions" not in sessions[1]
+    assert "Do not ask questions" in sessions[2]
+
+
+def test_goal_options_without_a_goal_are_refused(repo: Path, tmp_path: Path) -> None:
+    """--out or --no-questions with a TRACK, or --json with --goal, is exit 2, not ignored."""
+    (repo / "t.yaml").write_text("track: t\ntasks:\n  - {id: a, run: 'true'}\n")
+    env = environment(tmp_path, [])
+    done = conductor(repo, env, "plan", "t.yaml", "--out", "x.yaml", "--no-questions")
+    assert done.returncode == 2 and "--out, --no-questions: only with --goal" in done.stderr
+    done = conductor(repo, env, "plan", "--goal", "Greet", "--json")
+    assert done.returncode == 2 and "--goal writes a track file" in done.stderr
+    assert not (tmp_path / "fake.jsonl").exists()
+
+
+@pytest.mark.parametrize("stop", ["sigint", "eof"])
+def test_stopping_at_a_question_exits_130_and_writes_nothing(
+    repo: Path, tmp_path: Path, stop: str
+) -> None:
+    """Ctrl-C or Ctrl-D at the planner's question on a terminal: exit 130, no hang, no file."""
+    import pty
+    import signal
+    import time
+
+    asking = {**PLAN, "questions": ["Which languages?"], "tasks": [], "agents": []}
+    env = environment(tmp_path, [planner(asking, PLAN)])
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conductor", "plan", "--goal", "Greet", "--out", "g.yaml"],
+        cwd=repo,
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 120
+        while b"Which languages?" not in screen:
+            assert time.monotonic() < deadline and proc.poll() is None, screen.decode("replace")
+            screen += os.read(leader, 4096)
+        if stop == "sigint":
+            proc.send_signal(signal.SIGINT)
+        else:
+            os.write(leader, b"\x04")
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                screen += os.read(leader, 4096)
+            except OSError:  # the child closed the terminal
+                time.sleep(0.05)
+        assert proc.wait(timeout=120) == 130, screen.decode("replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert b"no track was written" in screen and b"Traceback" not in screen
+    assert not (repo / "g.yaml").exists()

@@ -100,6 +100,21 @@ def test_failure_lines_say_why_and_whether_it_is_retried() -> None:
     )
 
 
+def test_a_later_runs_failure_counts_its_tries_not_its_attempt_number() -> None:
+    """Attempt numbers go on across runs; a failure in a later run says which of that run's
+    tries it was, never `attempt 3 of 1`."""
+    view = view_at(10)
+    feed = Feeder(view)
+    feed("TASK_DISPATCHED", "ship", 3)
+    final = feed("TASK_FAILED", "ship", 3, error="command exited with status 1", final=True,
+                 failures=1, max_attempts=1, duration=0.5)
+    assert final[0].text == "command exited with status 1 (attempt 3, try 1 of 1, 0.5s)"
+    feed("TASK_DISPATCHED", "ship", 4)
+    early = feed("TASK_FAILED", "ship", 4, error="command not found (exit 127)", final=True,
+                 failures=1, max_attempts=3)
+    assert early[0].text == "command not found (exit 127) (attempt 4, try 1 of 3, not retried)"
+
+
 def test_lost_skipped_budget_and_notes_are_lines() -> None:
     """An interrupted attempt, a person's skip or note, and a spent budget each print a line."""
     view = view_at(10)
@@ -160,6 +175,39 @@ def test_summary_lists_failures_with_their_output_and_the_logs() -> None:
         "                 sh: 1: ./ship.sh: not found",
         "  blocked  after",
         "  logs: .conductor/view/logs/ (one per attempt, and conductor.log)",
+    ]
+
+
+def test_escape_sequences_from_a_task_never_reach_the_terminal() -> None:
+    """A task's output quoted in a failure line, the summary or a progress line has its
+    control characters shown as text, so it cannot clear the screen or set the title."""
+    evil = "\x1b[2J\x1b[H\x1b]0;PWNED\x07\x1b[31mred"
+    view = view_at(10)
+    feed = Feeder(view)
+    feed("TASK_DISPATCHED", "ship", 1)
+    feed("PROGRESS", "ship", 1, text=f"50% {evil}")
+    assert "\x1b" not in view.running["ship"].progress
+    failed = feed("TASK_FAILED", "ship", 1, error=f"command exited with status 3\n{evil}",
+                  final=True, max_attempts=1)
+    result = RunResult(
+        track="view", status="failed", completed=[], failed={"ship": f"exit 3\n{evil}\r\x9bK"},
+        blocked=[], cost_usd=0.0, duration=1.0, state_dir=None,
+    )
+    shown = [failed[0].text, *summary_lines(result)]
+    assert not any(ch in text for text in shown for ch in "\x1b\x07\x9b")
+    assert "\\x1b]0;PWNED\\x07\\x1b[31mred" in failed[0].text
+
+
+def test_an_interrupted_runs_summary_counts_unfinished_tasks_as_pending() -> None:
+    """Tasks left to do after Ctrl-C (the interrupted one too) are `pending`, as status says,
+    and the summary says how to resume."""
+    result = RunResult(
+        track="view", status="interrupted", completed=["b"], pending=["a", "c"],
+        cost_usd=0.0, duration=2.0, state_dir=None,
+    )
+    assert summary_lines(result) == [
+        "track view: interrupted in 2.0s — 1 complete, 2 pending",
+        "  run `conductor run` again to resume",
     ]
 
 

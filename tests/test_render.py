@@ -69,3 +69,46 @@ def test_a_narrow_terminal_keeps_the_figures_and_shortens_the_text() -> None:
     assert cells[:2] == ["docs", "agent"] and "2" in cells and "1m13s" in cells
     assert "$1.50" in cells and rows[0].rstrip().endswith("…")
     assert all(len(line) <= 60 for line in frame.splitlines())
+
+
+def test_tasks_sharing_a_long_prefix_stay_told_apart_in_a_narrow_table() -> None:
+    """Running tasks whose ids share a long prefix are cut in the middle, so each row still
+    shows the end that tells it apart."""
+    from viewkit import T0, make_track
+
+    from conductor.progress import RunView
+    from conductor.render import middle_clip
+
+    ids = [f"integration-tests-for-the-module-{n}" for n in ("alpha", "beta")]
+    track = make_track(
+        "track: view\ntasks:\n" + "".join(f"  - {{id: {tid}, run: 'true'}}\n" for tid in ids)
+    )
+    view = RunView(track, clock=lambda: T0.timestamp() + 5)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=80, height=20, color_system=None)
+    renderer = LiveRenderer(out, console=console)
+    feed = Feeder(view)
+    feed("TRACK_STARTED")
+    for tid in ids:
+        renderer.show(view, feed("TASK_DISPATCHED", tid, 1))
+    frame = out.getvalue().split("\x1b[2K")[-1]
+    renderer.close(view)
+    names = [line.split()[0] for line in frame.splitlines() if line.startswith("integ")]
+    assert len(names) == 2 and names[0] != names[1]
+    assert names[0].endswith("-alpha") and names[1].endswith("-beta") and "…" in names[1]
+    assert middle_clip("abcdefghij", 7) == "abc…hij" and middle_clip("short", 9) == "short"
+
+
+def test_progress_and_commands_are_never_read_as_markup() -> None:
+    """A progress line or command holding rich markup (an unmatched closing tag, a link) is
+    drawn as the text it is, instead of failing the view or styling it."""
+    view = view_at(3)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, height=30, color_system=None)
+    renderer = LiveRenderer(out, console=console)
+    feed = Feeder(view)
+    feed("TRACK_STARTED")
+    renderer.show(view, feed("TASK_DISPATCHED", "build", 1))
+    renderer.show(view, feed("PROGRESS", "build", 1, text="[/bold] and [link=http://x]y[/link]"))
+    renderer.close(view)
+    assert "[/bold] and [link=http://x]y[/link]" in out.getvalue()

@@ -151,6 +151,44 @@ def test_attempt_without_an_end_is_unfinished_when_its_conductor_is_gone() -> No
     assert live.tasks[0].attempts[0].outcome == "running"
 
 
+def test_report_text_shows_escape_sequences_in_a_reason_as_text() -> None:
+    """A failure's reason quoting a task's escape sequences is printed with them made
+    visible, so `conductor report` on a terminal cannot be driven by a task's output."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    messages = [
+        _msg(1, "TRACK_STARTED", t0),
+        _msg(2, "TASK_DISPATCHED", t0, "a", 1, executor="shell"),
+        _msg(3, "TASK_FAILED", t0, "a", 1, error="exit 3\n\x1b]0;PWNED\x07\x1b[2J", final=True),
+    ]
+    text = render_text(build_report(messages, "t", Runner("ended")), now=t0)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "why: exit 3 \\x1b]0;PWNED\\x07\\x1b[2J" in text
+
+
+def test_an_attempt_lost_with_its_conductor_ends_with_its_own_run() -> None:
+    """An attempt the next run records as lost (its conductor was killed) ends with the last
+    message of its own run, so the downtime between runs is neither its duration nor drawn
+    unshortened; a person's NOTE between the runs does not extend it."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    messages = [
+        _msg(1, "TRACK_STARTED", t0),
+        _msg(2, "TASK_DISPATCHED", t0, "a", 1, executor="shell"),
+        _msg(3, "TASK_DISPATCHED", t0, "b", 1, executor="shell"),
+        _msg(4, "TASK_COMPLETE", t0 + timedelta(seconds=2), "b", 1, duration=2.0),
+        _msg(5, "NOTE", t0 + timedelta(minutes=5), text="back after lunch"),
+        _msg(6, "TRACK_STARTED", t0 + timedelta(hours=1)),
+        _msg(7, "WORKER_LOST", t0 + timedelta(hours=1), "a", 1, reason="gone"),
+        _msg(8, "TASK_DISPATCHED", t0 + timedelta(hours=1), "a", 2, executor="shell"),
+        _msg(9, "TASK_COMPLETE", t0 + timedelta(hours=1, seconds=3), "a", 2, duration=3.0),
+    ]
+    report = build_report(messages, "t", Runner("ended"))
+    lost = report.tasks[0].attempts[0]
+    assert (lost.outcome, lost.duration) == ("lost", 2.0)
+    assert lost.ended == t0 + timedelta(seconds=2)
+    _, drawn = timeline(report.attempts, t0 + timedelta(hours=2))
+    assert drawn < 60
+
+
 def test_a_track_that_never_ran_reports_plainly() -> None:
     """No messages: the text and HTML reports say nothing has run, without failing."""
     from conductor.report_html import render_html
@@ -209,7 +247,8 @@ def _dispatched(state: Path, track: str) -> bool:
 
 def test_status_says_the_conductor_is_running_then_gone_after_kill_9(tmp_path: Path) -> None:
     """While a conductor runs the track status names it; after kill -9 status and report say
-    it is gone, and `logs -f` of its attempt stops by itself with the attempt unfinished."""
+    it is gone (naming the track file that resumes it), and `logs -f` of its attempt
+    stops by itself with the attempt unfinished."""
     repo = git_repo(tmp_path / "repo")
     state = tmp_path / "state"
     track = {"track": "stuck", "tasks": [{"id": "wait", "run": "sleep 300"}]}
@@ -243,6 +282,10 @@ def test_status_says_the_conductor_is_running_then_gone_after_kill_9(tmp_path: P
         text = cli(repo, state, "status", "stuck").output
         assert f"the conductor that ran this track (pid {proc.pid}" in text
         assert "is gone" in text and "conductor run" in text
+        # Named by its id, the track is resumed by its file: status names the file it ran.
+        assert f"`conductor run` on {repo / 'track.yaml'} resumes it" in text
+        report_text = cli(repo, state, "report", "stuck").output
+        assert f"`conductor run` on {repo / 'track.yaml'} resumes it" in report_text
         report = json.loads(cli(repo, state, "report", "stuck", "--json").output)
         assert report["status"] == "gone"
         assert report["tasks"][0]["attempts"][0]["outcome"] == "unfinished"

@@ -186,3 +186,82 @@ def test_dag_columns_follow_dependencies_whatever_the_file_order() -> None:
     }
     assert xs["build"] < xs["test"] < xs["ship"]
     assert svg.count('class="edge"') == 3
+
+
+def test_html_shows_control_characters_from_a_task_as_text() -> None:
+    """A reason quoting a task's escape sequences appears as visible text, with no raw
+    control character in the page."""
+    from datetime import UTC, datetime
+
+    from conductor.liveness import Runner
+    from conductor.messages import Message
+    from conductor.report import build_report
+    from conductor.report_html import render_html
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    messages = [
+        Message(seq=1, id="1" * 32, type="TRACK_STARTED", ts=t0, track="t", task=None,
+                worker=None, attempt=None, payload={}),
+        Message(seq=2, id="2" * 32, type="TASK_DISPATCHED", ts=t0, track="t", task="a",
+                worker="a.1", attempt=1, payload={"executor": "shell"}),
+        Message(seq=3, id="3" * 32, type="TASK_FAILED", ts=t0, track="t", task="a",
+                worker="a.1", attempt=1,
+                payload={"error": "exit 3\n\x1b[31m<b>red", "final": True}),
+    ]
+    html = render_html(build_report(messages, "t", Runner("ended")), now=t0)
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", html)
+    assert "\\x1b[31m&lt;b&gt;red" in html
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_long_unbroken_names_and_reasons_wrap_within_the_page(tmp_path: Path) -> None:
+    """A description, task name and failure reason with no space to break at wrap inside the
+    window instead of widening the page (measured by Chromium's layout)."""
+    from datetime import UTC, datetime
+
+    from conductor.liveness import Runner
+    from conductor.messages import Message
+    from conductor.report import Report, TaskSummary, build_report
+    from conductor.report_html import render_html
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    messages = [
+        Message(seq=1, id="1" * 32, type="TRACK_STARTED", ts=t0, track="t", task=None,
+                worker=None, attempt=None, payload={}),
+        Message(seq=2, id="2" * 32, type="TASK_DISPATCHED", ts=t0, track="t", task="a",
+                worker="a.1", attempt=1, payload={"executor": "shell", "name": "N" * 300}),
+        Message(seq=3, id="3" * 32, type="TASK_FAILED", ts=t0, track="t", task="a",
+                worker="a.1", attempt=1, payload={"error": "Z" * 3000, "final": True}),
+    ]
+    built = build_report(messages, "t", Runner("ended"))
+    report = Report("t", "D" * 400, [TaskSummary("a", "N" * 300, "failed", [])], built.runner,
+                    runs=1, messages=3, first=t0, last=t0)
+    report.tasks[0].attempts = built.tasks[0].attempts
+    html = render_html(report, now=t0)
+    # The page loads no script; this copy measures its own width once laid out.
+    probe = "<script>document.title = 'W' + document.documentElement.scrollWidth</script>"
+    page = tmp_path / "probe.html"
+    page.write_text(html.replace("</body>", probe + "</body>"))
+    dom = _chromium("--dump-dom", "--window-size=1000,800", page.as_uri(), tmp=tmp_path)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    width = re.search(r"<title>W(\d+)</title>", dom.stdout)
+    assert width is not None, dom.stdout[:500]
+    assert int(width.group(1)) <= 1000
+
+
+def test_a_long_task_id_is_fitted_inside_its_dag_node() -> None:
+    """A task id too long for its node is clipped and squeezed to the node's width; a short
+    one is drawn as it is."""
+    from conductor.liveness import Runner
+    from conductor.report import Report, TaskSummary
+    from conductor.report_html import dag_svg
+
+    long_id = "integration-tests-for-the-payments-module"
+    tasks = [TaskSummary(long_id, "", "failed", []), TaskSummary("b", "", "blocked", [long_id])]
+    svg = dag_svg(Report("t", "", tasks, Runner("ended"), has_graph=True))
+    node = re.search(r'<rect x="[\d.]+" y="[\d.]+" width="(\d+)"', svg)
+    assert node is not None
+    labels = re.findall(r'<text [^>]*style="font-size:13px;font-weight:600">([^<]*)</text>', svg)
+    fitted = re.findall(r'textLength="(\d+)" lengthAdjust="spacingAndGlyphs"', svg)
+    assert labels == [long_id[:25] + "…", "b"]
+    assert fitted == [str(int(node.group(1)) - 18)]

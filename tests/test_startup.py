@@ -6,6 +6,7 @@ Each command runs in a fresh interpreter, which reports the modules loaded by th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +33,12 @@ HEAVY = ("pydantic", "claude_agent_sdk", "asyncio", "anyio", "structlog", "yaml"
 def loaded(cwd: Path, *args: str) -> set[str]:
     """Top-level packages and conductor modules loaded by ``conductor ARGS`` (it must exit 0)."""
     report = cwd / "modules.json"
+    # Not measured for coverage: coverage's own imports (pathlib...) would be counted.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
     proc = subprocess.run(
         [sys.executable, "-c", _REPORT, str(report), *args],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
     )

@@ -244,3 +244,26 @@ def test_a_fifo_planted_as_the_cache_is_ignored_not_waited_on(tmp_path: Path) ->
     (tmp_path / "real.json").write_text("{}")
     (cache / "state.json").symlink_to(tmp_path / "real.json")
     assert load_cache(cache, "t") is None
+
+
+def test_rows_show_what_status_prints() -> None:
+    """rows() gives each task's status (blocked below a failure), attempts and the error of a
+    failed task only, in the order asked."""
+    state = replay(
+        [
+            msg("TASK_DISPATCHED", "a", 1),
+            msg("TASK_COMPLETE", "a", 1, hash="h", duration=1.5),
+            msg("TASK_DISPATCHED", "b", 1),
+            msg("TASK_FAILED", "b", 1, error="exit 3", final=True),
+        ],
+        "t",
+    )
+    deps = {"b": ["a"], "c": ["b"]}
+    rows = state.rows(["a", "b", "c"], lambda tid: deps.get(tid, []))
+    assert [(r["task"], r["status"], r["attempts"]) for r in rows] == [
+        ("a", "complete", 1),
+        ("b", "failed", 1),
+        ("c", "blocked", 0),
+    ]
+    assert rows[0]["duration"] == 1.5 and rows[0]["error"] is None
+    assert rows[1]["error"] == "exit 3" and rows[1]["failures"] == 1

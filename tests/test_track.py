@@ -862,6 +862,18 @@ def test_conflict_free_group_with_overlapping_files() -> None:
     )
 
 
+def test_conflict_free_group_of_thousands_sharing_a_glob() -> None:
+    """A conflict_free group of 3,000 tasks changing one glob names its first two tasks (tasks
+    with equal files are compared once, not pair by pair); shared_resources relieve it."""
+    tasks = "".join(f"  - {{id: t{i}, run: 'true', files: ['src/**']}}\n" for i in range(3000))
+    ids = ", ".join(f"t{i}" for i in range(3000))
+    text = f"track: many\ntasks:\n{tasks}parallel_groups:\n  - {{id: g, tasks: [{ids}]"
+    with pytest.raises(TrackError, match="'t0' and 't1' both change src/\\*\\*"):
+        parse(text + ", conflict_free: true}\n")
+    relieved = parse(text + ", conflict_free: true, shared_resources: ['src/**']}\n")
+    assert relieved.parallel_groups[0].conflict_free
+
+
 def test_overlap_without_conflict_free_claim_is_fine() -> None:
     """Without conflict_free a group may contain tasks with overlapping files."""
     t = parse(GROUPED + "parallel_groups:\n  - {id: g1, tasks: [a, b]}\n")

@@ -150,3 +150,34 @@ def test_half_written_secret_of_a_dead_conductor_is_removed(tmp_path: Path) -> N
     new_secret(tmp_path)
     assert not stale.exists() and live.exists()
     assert (tmp_path / ".secret").exists()
+
+
+def test_authorize_post_signs_a_worker_and_limits_a_person(tmp_path: Path) -> None:
+    """With a token the post is signed by its worker and may only be a worker's type about its
+    own task; without one it is a person's, who may post APPROVE, SKIP (with a task), NOTE."""
+    from conductor.contract import TOKEN_ENV, WORKER_ENV
+    from conductor.workers import Author, authorize_post
+
+    dirs = WorkerDirs(tmp_path, new_secret(tmp_path))
+    _, token = dirs.create("build", 2)
+    env = {WORKER_ENV: "build.2", TOKEN_ENV: token}
+    signed = authorize_post(tmp_path, "PROGRESS", task=None, worker=None, environ=env)
+    assert signed == Author(task="build", worker="build.2", attempt=2)
+    with pytest.raises(UserError, match="a worker may post only"):
+        authorize_post(tmp_path, "TASK_COMPLETE", task=None, worker=None, environ=env)
+    with pytest.raises(UserError, match="cannot post about 'test'"):
+        authorize_post(tmp_path, "NOTE", task="test", worker=None, environ=env)
+    with pytest.raises(UserError, match="cannot post as worker"):
+        authorize_post(tmp_path, "NOTE", task=None, worker="test.1", environ=env)
+    with pytest.raises(UserError, match="the worker id"):
+        authorize_post(tmp_path, "NOTE", task=None, worker=None, environ={TOKEN_ENV: token})
+    person = authorize_post(tmp_path, "NOTE", task=None, worker=None, environ={})
+    assert person == Author(task=None, worker=None, attempt=None)
+    with pytest.raises(UserError, match="a person may post only"):
+        authorize_post(tmp_path, "PROGRESS", task=None, worker=None, environ={})
+    with pytest.raises(UserError, match="SKIP needs --task"):
+        authorize_post(tmp_path, "SKIP", task=None, worker=None, environ={})
+    dirs.remove("build.2")
+    with pytest.raises(UserError, match="not running"):
+        authorize_post(tmp_path, "PROGRESS", task=None, worker=None, environ=env)
+    dirs.close()

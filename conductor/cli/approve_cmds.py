@@ -17,12 +17,16 @@ def _answer(
     from conductor.errors import UserError
     from conductor.paths import StateDir
 
+    if not approved and not reason.strip():
+        raise UserError("say why with -m REASON: the run ends with it, and it stays on the bus")
     track_id, _ = resolve_track(track)
     state = StateDir.for_track(repo, track_id, state_dir)
     if not state.bus.is_dir():
         raise UserError(f"track {track_id!r} has no bus under {state.root}; run it first")
     with Bus.for_state(state, track_id) as bus:
-        msg = answer(bus, state.cache, approved=approved, reason=reason, by="cli")
+        msg = answer(
+            bus, state.cache, approved=approved, reason=reason, by="cli", state_dir=state
+        )
     verdict = "approved" if approved else "rejected"
     click.echo(f"{verdict} the waiting run of {track_id} (message {msg.seq})")
 

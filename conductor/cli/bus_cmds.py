@@ -23,6 +23,7 @@ from conductor.contract import TRACK_ENV
 from conductor.errors import UserError
 from conductor.messages import Message, MessageType
 from conductor.paths import StateDir, check_name
+from conductor.terminal import visible
 
 
 def _json_option(fn: Any) -> Any:
@@ -47,7 +48,7 @@ def _summary(payload: dict[str, Any], width: int = 70) -> str:
             break
     else:
         line = json.dumps(payload, ensure_ascii=False, separators=(",", ":")) if payload else ""
-    line = " ".join(line.split())
+    line = " ".join(visible(line).split())
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -136,8 +137,8 @@ def bus_show(track: str, seq: int, as_json: bool, repo: Path, state_dir: Path | 
             raise UserError(f"no message {seq} on the bus of {bus.track!r} (last is {last})")
     if as_json:
         click.echo(msg.to_json())
-    else:
-        click.echo(json.dumps(msg.to_dict(), ensure_ascii=False, indent=2))
+    else:  # for a person: C1 controls, which JSON leaves as they are, are made visible too
+        click.echo(visible(json.dumps(msg.to_dict(), ensure_ascii=False, indent=2)))
 
 
 @bus_group.command("tail")
@@ -179,13 +180,26 @@ def bus_tail(
 
     -f ends with the end of the run: the first TRACK_COMPLETE, TRACK_FAILED or
     TRACK_INTERRUPTED after the messages printed first. Started when no run is going, it
-    waits for the next run and follows that one to its end.
+    waits for the next run and follows that one to its end; given a track file that never
+    ran, it waits for its first run.
     """
     if forever and not follow:
         raise UserError("--forever goes with -f/--follow")
+    first_run = False
+    if follow:
+        track_id, definition = resolve_track(track)
+        sd = StateDir.for_track(repo, track_id, state_dir)
+        if definition is not None and not sd.bus.is_dir():
+            from conductor.cli.report_cmds import _await_state
+
+            first_run = True  # then follow that run from its first message
+            try:
+                _await_state(sd, track_id)
+            except KeyboardInterrupt:
+                return
     with _open_bus(track, repo, state_dir) as bus:
-        last = bus.last_seq()
-        shown = bus.read(after=max(0, last - count)) if count else []
+        last = 0 if first_run else bus.last_seq()
+        shown = bus.read(after=max(0, last - count)) if count and not first_run else []
         _echo(shown, as_json)
         if not follow:
             return
@@ -257,7 +271,7 @@ def bus_post(
 ) -> None:
     """Post a message of TYPE on TRACK's bus (TRACK defaults to $CONDUCTOR_TRACK).
 
-    A person may post APPROVE, SKIP (with --task) and NOTE. Inside a worker's shell
+    A person may post APPROVE, REJECT, SKIP (with --task) and NOTE. Inside a worker's shell
     (CONDUCTOR_WORKER and CONDUCTOR_WORKER_TOKEN set) the message is signed by that worker and
     may be PROGRESS, NOTE, BLOCKED, CLAIM_COMPLETE or CLAIM_FAILED, about its own task only.
     """
@@ -274,6 +288,10 @@ def bus_post(
         raise UserError(f"expected [TRACK] TYPE, got {len(args)} arguments: {' '.join(args)}")
     track_id, definition = resolve_track(track)
     mtype = mtype.upper()
+    if mtype not in {t.value for t in MessageType}:
+        raise UserError(
+            f"unknown message type {mtype}: a person posts APPROVE, NOTE, REJECT or SKIP"
+        )
     body = _payload(payload, text)
     state = StateDir.for_track(repo, track_id, state_dir)
     from conductor.workers import authorize_post

@@ -43,42 +43,55 @@ def plan_from_goal(
             bus.post(mtype, payload=payload)
 
     async def ask_person(asked: list[str]) -> list[str]:
-        def prompt() -> list[str]:
-            click.echo("The planner asks:", err=True)
-            return [click.prompt(f"  {q}", err=True) for q in asked]
+        from conductor.cli.prompting import ask
 
-        return await anyio.to_thread.run_sync(prompt)
+        click.echo("The planner asks:", err=True)
+        return [await ask(f"  {question}") for question in asked]
+
+    def taken(track_id: str) -> str | None:
+        path = repo / "tracks" / track_id / "track.yaml"
+        if not path.exists():
+            return None
+        return f"track id {track_id} is taken ({path.relative_to(repo)} exists): choose another"
 
     interactive = questions and sys.stdin.isatty() and sys.stderr.isatty()
     target = out if out is not None else repo / "tracks" / "planned" / "track.yaml"
-    planned = anyio.run(
-        lambda: plan_goal(
-            goal,
-            repo,
-            target,
-            context=read_context(list(context)),
-            asker=ask_person if interactive else None,
-            model=model,
-            max_budget_usd=max_budget_usd,
-            record=record,
+    try:
+        planned = anyio.run(
+            lambda: plan_goal(
+                goal,
+                repo,
+                target,
+                context=read_context(list(context)),
+                asker=ask_person if interactive else None,
+                model=model,
+                max_budget_usd=max_budget_usd,
+                record=record,
+                taken=None if out is not None or force else taken,
+            )
         )
-    )
+    except (KeyboardInterrupt, click.Abort):  # Ctrl-C, or Ctrl-D at a question
+        click.echo("\ninterrupted: no track was written", err=True)
+        raise SystemExit(130) from None
     if out is None:
         target = repo / "tracks" / planned.track_id / "track.yaml"
         if target.exists() and not force:
             raise UserError(f"{target} exists; pass --force to replace it, or give --out")
+    from conductor.atomic import write_atomic
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(planned.text, encoding="utf-8")
-    tmp.replace(target)
+    write_atomic(target, planned.text, mode=0o644)
     record(
         planned.track_id,
         "PLAN_WRITTEN",
         {"path": str(target), "rounds": planned.rounds, "cost_usd": round(planned.cost_usd, 6)},
     )
     fixed = f", {len(planned.problems_fixed)} sent back" if planned.problems_fixed else ""
+    cwd = Path.cwd()
+    inside = target.is_absolute() and target.is_relative_to(cwd)
+    shown = target.relative_to(cwd) if inside else target  # as a person would type it
     click.echo(
-        f"wrote {target}: track {planned.track_id} in {planned.rounds} round"
+        f"wrote {shown}: track {planned.track_id} in {planned.rounds} round"
         f"{'s' if planned.rounds != 1 else ''}{fixed}, ${planned.cost_usd:.4f}"
     )
-    click.echo(f"next: conductor plan {target}   then: conductor run {target}")
+    click.echo(f"next: conductor plan {shown}   then: conductor run {shown}")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from conductor.atomic import write_atomic
 from conductor.bus import Bus
 from conductor.cli.app import (
     handle_errors,
@@ -31,6 +31,21 @@ def _await_state(sd: StateDir, track_id: str) -> None:
     click.echo(f"waiting for the first run of track {track_id}… (Ctrl-C to stop)", err=True)
     while not sd.bus.is_dir():
         time.sleep(0.2)
+
+
+def _check_known(bus: Bus, sd: StateDir, repo: Path, task: str) -> None:
+    """A task a track named by its id does not know is an error with a did-you-mean (so
+    that -f never waits for a misspelt task)."""
+    import difflib
+
+    from conductor.known import known_task_ids
+
+    known = known_task_ids(bus, sd.cache, repo)
+    if task in known:
+        return
+    match = difflib.get_close_matches(task, sorted(known), n=1, cutoff=0.6)
+    hint = f" (did you mean {match[0]!r}?)" if match else ""
+    raise UserError(f"track {bus.track!r} has no task {task!r}{hint}", task_id=task)
 
 
 @click.command("logs")
@@ -92,6 +107,8 @@ def logs(
     else:
         sd = require_state(track_id, repo, state_dir, named_by_file=definition is not None)
     with Bus.for_state(sd, track_id) as bus:
+        if definition is None:
+            _check_known(bus, sd, repo, task)
 
         def who() -> str:
             state = load_state(bus, sd.cache, track_id)
@@ -164,6 +181,12 @@ def report(
         state = load_state(bus, sd.cache, track_id)
         who = runner(sd, track_id, runs=state.runs, ended=state.ended)
         result = build_report(bus.iter_all(), track_id, who, definition)
+        if definition is None:
+            from conductor.known import recorded_file_shown
+
+            result.source = recorded_file_shown(bus, repo)
+        else:
+            result.source = track
     now = datetime.now(UTC)
     if html_file is not None:
         from conductor.report_html import render_html
@@ -187,10 +210,7 @@ def _write_file(path: Path, text: str) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UserError(f"cannot write {path}: {parent} is not a directory")
-    tmp = parent / f".{path.name}.{os.getpid()}.tmp"
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, text, mode=0o644)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}", path=path) from exc

@@ -171,6 +171,10 @@ def _run(
         overrides = parse_overrides(agent_role, agent_goal)
     if overrides and not (adhoc or track.adhoc):
         raise UserError("--agent-role and --agent-goal shape inferred agents: add --adhoc")
+    if overrides:
+        from conductor.inference import check_overrides
+
+        check_overrides(overrides, track, repo)
     if adhoc:
         track = track.model_copy(update={"adhoc": True})
     if from_task is not None:
@@ -301,9 +305,15 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
     """
     track_id, outline = resolve_outline(track, repo, state_dir)
     sd = require_state(track_id, repo, state_dir, named_by_file=outline is not None)
+    resume_as = track  # what `conductor run` needs to resume: the track file
     with Bus.for_state(sd, track_id) as bus:
         state = load_state(bus, sd.cache, track_id, refresh_cache=True)
+        if outline is None:
+            from conductor.known import recorded_file_shown
+
+            resume_as = recorded_file_shown(bus, repo) or f"the file of {track}"
     from conductor.liveness import runner
+    from conductor.terminal import visible
 
     who = runner(sd, track_id, runs=state.runs, ended=state.ended)
     if outline is not None:
@@ -325,6 +335,7 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
                     "runs": state.runs,
                     "ended": state.ended,
                     "runner": who.to_dict(),
+                    "approval": state.approval if who.status == "running" else None,
                     "cost_usd": round(state.cost_usd, 6),
                     "counts": counts,
                     "tasks": rows,
@@ -337,9 +348,14 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
     ended = f", last run: {state.ended}" if state.ended else ""
     cost = f", ${state.cost_usd:.4f}" if state.cost_usd else ""
     click.echo(f"track {track_id}: {summary} ({state.last_seq} messages{ended}{cost})")
-    said = who.describe(track_id)
+    said = who.describe(resume_as)
     if said:
         click.echo(f"  {said}")
+    if who.status == "running" and state.approval == "pending":
+        click.echo(
+            f"  waiting for approval: conductor approve {track_id} / "
+            f"conductor reject {track_id} -m WHY"
+        )
     width = max((len(r["task"]) for r in rows), default=4)
     for row in rows:
         duration = f"{row['duration']:.1f}s" if row["duration"] is not None else "-"
@@ -355,7 +371,7 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
         if row["review_score"] is not None:
             line += f"  review {row['review_score']:.0f} (round {row['review_rounds']})"
         if row["error"]:
-            line += f"  {str(row['error']).splitlines()[0][:80]}"
+            line += f"  {visible(str(row['error']).splitlines()[0][:80])}"
         click.echo(line)
         if row["kept_copy"]:
             click.echo(f"  {'':<{width}}  failed attempt's copy kept: {row['kept_copy']}")
@@ -389,8 +405,9 @@ def revert(track: str, task: str, repo: Path, state_dir: Path | None) -> None:
 
 
 async def _ask_person(plan_text: str, plan: dict[str, Any]) -> tuple[bool, str]:
-    """The approval pause: show the plan; on a terminal ask y/n (and why for no), otherwise
-    wait for ``conductor approve`` / ``conductor reject`` from another shell."""
+    """The approval pause: show the plan; on a terminal ask y/n (and why for no; end of input
+    answers no), otherwise wait for ``conductor approve`` / ``conductor reject`` from another
+    shell."""
     import sys
 
     import anyio
@@ -402,10 +419,11 @@ async def _ask_person(plan_text: str, plan: dict[str, Any]) -> tuple[bool, str]:
         click.echo(hint, err=True)
         await anyio.sleep_forever()
     click.echo(f"({hint})", err=True)
+    from conductor.cli.prompting import ask, confirm
 
-    def prompt() -> tuple[bool, str]:
-        if click.confirm("Approve this run?", default=False, err=True):
+    try:
+        if await confirm("Approve this run?"):
             return True, ""
-        return False, click.prompt("Why not", default="rejected at the prompt", err=True)
-
-    return await anyio.to_thread.run_sync(prompt, abandon_on_cancel=True)
+        return False, await ask("Why not", default="rejected at the prompt")
+    except click.Abort:  # end of input (Ctrl-D) is the prompt's default: no
+        return False, "rejected at the prompt (end of input)"

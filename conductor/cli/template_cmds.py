@@ -202,7 +202,7 @@ def agents_promote(track: str, name: str, force: bool, repo: Path, state_dir: Pa
 
     from conductor.cli.app import resolve_track
     from conductor.errors import UserError
-    from conductor.inference import inferred_on_bus, promote
+    from conductor.inference import FALLBACK, inferred_on_bus, promote
 
     track_id, _ = resolve_track(track)
     inferred = inferred_on_bus(repo, track_id, state_dir)
@@ -215,6 +215,12 @@ def agents_promote(track: str, name: str, force: bool, repo: Path, state_dir: Pa
         )
     path = promote(inferred[name], repo, force=force)
     click.echo(f"wrote {path}: tasks naming {name!r} now use it as a defined agent")
+    if str(inferred[name].get("description") or "").startswith(FALLBACK):
+        click.echo(
+            f"note: {name!r} is the fallback made from its name (inference gave no usable "
+            "answer): its role and prompt are generic, edit them",
+            err=True,
+        )
 
 
 @agents_group.command("stats")
@@ -229,9 +235,14 @@ def agents_stats(
     """How each agent has done over every run on the buses of TRACKs (default: all tracks):
     tasks done, first-try rate, mean attempts, mean duration, cost, mean review score."""
     from conductor.agent_stats import stats_of
-    from conductor.cli.app import resolve_track
+    from conductor.cli.app import require_state, resolve_track
 
-    ids = [resolve_track(track)[0] for track in tracks]
+    ids = []
+    for track in tracks:
+        track_id, definition = resolve_track(track)
+        # A track named that never ran is an error (exit 2), as for every read-only command.
+        require_state(track_id, repo, state_dir, named_by_file=definition is not None)
+        ids.append(track_id)
     rows = stats_of(repo, ids, state_dir)
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -158,6 +158,11 @@ def plan(
     if goal is not None:
         if track is not None:
             raise UserError("give TRACK to show its plan, or --goal to plan a new one, not both")
+        if as_json or fmt != "text" or show_prompt is not None:
+            raise UserError(
+                "--goal writes a track file: --json, --format and --show-prompt are for "
+                "showing an existing TRACK"
+            )
         from conductor.cli.planner_cmds import plan_from_goal
 
         plan_from_goal(
@@ -174,6 +179,17 @@ def plan(
         return
     if track is None:
         raise UserError("give TRACK (a track file or directory), or --goal to plan a new track")
+    goal_only = {
+        "--context": bool(context),
+        "--out": out is not None,
+        "--no-questions": no_questions,
+        "--force": force,
+        "--model": model is not None,
+        "--max-budget-usd": max_budget_usd is not None,
+    }
+    given = [name for name, present in goal_only.items() if present]
+    if given:  # silently ignored, they would mislead
+        raise UserError(f"{', '.join(given)}: only with --goal, when planning a new track")
 
     if as_json:
         if fmt not in ("text", "json"):

@@ -216,6 +216,6 @@ class ApiWatch:
             return ApiStop("rate_limit", text, 429, self.resets_at)
         if status in _OVERLOAD_STATUSES or error == "server_error" or "overloaded" in text.lower():
             return ApiStop("overload", text, status or 529)
-        if result is not None and result.terminal_reason == "api_error":
-            return ApiStop("overload", text, status)
-        return None
+        if result is not None and result.terminal_reason == "api_error" and status is None:
+            return ApiStop("overload", text, status)  # no answer at all (a connection error)
+        return None  # another 4xx (a request too large, invalid): the task's failure

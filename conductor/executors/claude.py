@@ -13,28 +13,35 @@ One attempt is one isolated session (more only when the API is overloaded, see b
   ``CLAUDE_CODE_OAUTH_TOKEN``) in the environment;
 - **limits**: the agent's tools (also auto-allowed: a background session has nobody to ask), the
   task's or track's permission mode (default ``acceptEdits``), ``max_turns``, and
-  ``max_budget_usd`` capped by what is left of the track's budget;
+  ``max_budget_usd``: what the task's earlier attempts left of it, capped by what is left of
+  the track's budget (``AttemptContext.budget_left_usd``);
 - **reporting**: the ``conductor`` MCP server (``bus_tools``) and a PreToolUse file guard
   (``evidence.FileGuard``); the CLI's stderr goes to the attempt's log.
 
 The message stream is always drained to its end (leaving it early leaks the CLI process). The
 bus gets WORKER_STARTED (session id, CLI pid and its start time, for
 ``conductor.processes.end_recorded``), PROGRESS (tokens, cost, turns; at most one per
-``PROGRESS_INTERVAL`` seconds plus one at the end), API_RETRY, TOOL_DENIED and the worker's
-CLAIM_* messages.
+``PROGRESS_INTERVAL`` seconds, at once when the cost grew by ``COST_STEP``, and one at the
+end), API_RETRY, TOOL_DENIED and the worker's CLAIM_* messages. The attempt's log gets the
+CLI's stderr and, per session, a line saying how it ended in the CLI's own words.
 
-Cost: ``total_cost_usd`` is cumulative within a session, so each result adds only its
-increase; ``Outcome.cost_usd`` is the sum over this attempt's sessions.
+Cost: each response is priced as it streams (``pricing``, from the ``message_delta`` stream
+event: the session runs with partial messages on), so budgets see money before the session
+ends; a result's ``total_cost_usd`` (cumulative within a session) then replaces the
+estimate. ``Outcome.cost_usd`` is the sum over this attempt's sessions.
 
-API errors: when a session ends on an API error (429, 529/overloaded, ``terminal_reason``
-``api_error``) before the worker claimed anything, the whole session is run again after
-``api_backoff * 2**n`` seconds, up to ``api_retries`` times, with an API_RETRY message each
-time; this is not a task failure. Exhausted, the outcome is a retryable failure.
+API errors (``api_errors``): a session that stopped on the API before the worker claimed
+anything ends the attempt with ``Outcome.api_stop`` set (auth, billing, usage limit, rate
+limit, overload); the scheduler defers it without counting it (``conductor.limits``). A refused
+key is cut at the CLI's first retry of it. An overload alone is first retried here: the whole
+session runs again after ``api_backoff * 2**n`` seconds, up to ``api_retries`` times, with an
+API_RETRY message each time.
 
 The verdict: a session error (``error_max_budget_usd``, ``error_during_execution``, a crash)
-fails the attempt; otherwise the worker's claim is judged against the session's evidence
-(``evidence.judge``: a claim, tool calls). A worker that claimed completion and was then
-stopped by ``error_max_turns`` (the claim was its last allowed turn) is judged the same way.
+fails the attempt (one stopped by its budget is not retryable); otherwise the worker's
+claim is judged against the session's evidence (``evidence.judge``: a claim, tool calls). A
+worker that claimed completion and was then stopped by ``error_max_turns`` (the claim was its
+last allowed turn) is judged the same way.
 What the attempt's copy really changed is judged afterwards by the scheduler
 (``conductor.isolation``); a copy cut off mid-write is never landed.
 
@@ -73,7 +80,14 @@ from claude_agent_sdk import (
     ToolUseBlock,
 )
 
-from conductor.contract import SERVER_KEY, TOKEN_ENV, qualified, qualified_tool_names
+from conductor.contract import (
+    REPORT_COMPLETE,
+    REPORT_FAILED,
+    SERVER_KEY,
+    TOKEN_ENV,
+    qualified,
+    qualified_tool_names,
+)
 from conductor.errors import ConductorError, UserError
 from conductor.executors.api_errors import ApiStop, ApiWatch
 from conductor.executors.base import AttemptContext, ExecutorBase, Needs, Outcome
@@ -122,6 +136,9 @@ LARGE_PROMPT_BYTES = 100 * 1024
 
 PROGRESS_INTERVAL = 2.0
 """Minimum seconds between two PROGRESS messages of one attempt."""
+
+COST_STEP = 0.01
+"""Cost growth (USD) that is posted at once, whatever ``PROGRESS_INTERVAL`` says."""
 
 MAX_BACKOFF = 300.0
 """Longest wait before re-running a session after an API error."""
@@ -209,6 +226,7 @@ class Meter:
     """Results seen."""
     _seen: dict[str, tuple[str | None, dict[str, Any]]] = field(default_factory=dict)
     _current: str | None = None
+    _posted_cost: float = 0.0
     _last_post: float | None = None
     _dirty: bool = False
 
@@ -309,14 +327,17 @@ class Meter:
         }
 
     def maybe_post(self, *, force: bool = False) -> None:
-        """Post PROGRESS if figures changed and the interval passed (or ``force``)."""
+        """Post PROGRESS if figures changed and the interval passed, or the cost grew by
+        ``COST_STEP`` since the last one (budgets must see money at once), or ``force``."""
         now = self.clock()
         if not force:
             if not self._dirty:
                 return
-            if self._last_post is not None and now - self._last_post < self.interval:
+            soon = self._last_post is not None and now - self._last_post < self.interval
+            if soon and self.cost - self._posted_cost < COST_STEP:
                 return
         self._last_post = now
+        self._posted_cost = self.cost
         self._dirty = False
         self.post(MessageType.PROGRESS, payload=self.payload())
 
@@ -418,7 +439,8 @@ class ClaudeExecutor(ExecutorBase):
         self.max_buffer_size = max_buffer_size
         """Largest single message line accepted from the CLI."""
         self.api_retries = api_retries
-        """Times a session that ended on an API error is run again."""
+        """Times a session that ended on an overloaded API is run again (other API stops end
+        the attempt at once, for the scheduler to wait out)."""
         self.api_backoff = api_backoff
         """First wait before such a re-run, doubled each time."""
 
@@ -737,9 +759,7 @@ class ClaudeExecutor(ExecutorBase):
                 rel, reason = guard.check(raw, cwd=Path(cwd) if isinstance(cwd, str) else None)
             except Exception as exc:  # fail closed: a guard that cannot decide denies
                 log.exception("file guard failed", worker=ctx.worker_id, path=raw)
-                return deny(
-                    name, raw, f"conductor could not check this path ({exc})", tool_use_id
-                )
+                return deny(name, raw, f"conductor could not check this path ({exc})", tool_use_id)
             if reason is None:
                 return {}
             return deny(name, rel or raw, reason, tool_use_id)
@@ -962,9 +982,9 @@ def user_prompt(task_id: str, name: str | None = None) -> str:
     """The user prompt every worker session gets; the system prompt carries the task."""
     return (
         f"Carry out task {task_id} ({name or task_id}) as your system prompt describes, in this "
-        f"repository. When it is done, call {qualified('report_complete')} with a "
+        f"repository. When it is done, call {qualified(REPORT_COMPLETE)} with a "
         f"summary and the files you changed; if you cannot do it, call "
-        f"{qualified('report_failed')} with the reason."
+        f"{qualified(REPORT_FAILED)} with the reason."
     )
 
 
@@ -974,7 +994,7 @@ def claude_executor_from_env(environ: Mapping[str, str] | None = None) -> Claude
     - ``CONDUCTOR_CLAUDE_CLI``: the Claude Code executable, a path or a command on ``PATH``
       (e.g. ``conductor-fake-claude`` to run offline);
     - ``CONDUCTOR_CLAUDE_API_RETRIES`` / ``CONDUCTOR_CLAUDE_API_BACKOFF``: how often and after
-      how many seconds (doubling) a session that ended on an API error is run again.
+      how many seconds (doubling) a session that ended on an overloaded API is run again.
 
     The offline fake's ``CONDUCTOR_FAKE_SCRIPT``, ``CONDUCTOR_FAKE_LOG`` and
     ``CONDUCTOR_FAKE_STATE`` are taken relative to where conductor runs: the session itself
@@ -984,9 +1004,7 @@ def claude_executor_from_env(environ: Mapping[str, str] | None = None) -> Claude
     kw: dict[str, Any] = {}
     # The offline fake reads these in the attempt's copy: make them this process's paths.
     fakes = {
-        name: str(Path(env[name]).resolve())
-        for name in _FAKE_PATH_ENV
-        if env.get(name, "").strip()
+        name: str(Path(env[name]).resolve()) for name in _FAKE_PATH_ENV if env.get(name, "").strip()
     }
     if fakes:
         kw["extra_env"] = fakes

@@ -44,13 +44,14 @@ Steps (one action each, plus an optional ``cost``):
   ``error_max_budget_usd``). Each assistant message is one turn (``--max-turns`` is
   enforced: ``error_max_turns``, ``num_turns = max_turns + 1``).
 - ``sleep: seconds``; ``api_retry: {attempt, max_retries, status, delay_ms}`` (a
-  ``system``/``api_retry`` message); ``error: {message, api_error_status}`` (an ``api_error``
-  result: subtype ``success``, ``is_error`` true; exit 1 at end of input, so the SDK raises
-  ``ResultError``); ``result: {subtype, is_error, result, terminal_reason, errors,
-  structured_output}`` (end the turn with that result; ``structured_output`` is the answer a
-  ``--json-schema`` session returns); ``exit: code`` (result, then exit at once);
-  ``crash: true|code`` (exit abruptly, no result); ``hang: true|forever|eof|unkillable`` (never
-  finish).
+  ``system``/``api_retry`` message); ``error: {message, api_error_status, resets_in}`` (an
+  ``api_error`` result: subtype ``success``, ``is_error`` true; exit 1 at end of input, so the
+  SDK raises ``ResultError``; a null status is "Not logged in", ``resets_in`` a usage limit
+  announced by a ``rate_limit_event``); ``result: {subtype, is_error, result,
+  terminal_reason, errors, structured_output}`` (end the turn with that result;
+  ``structured_output`` is the answer a ``--json-schema`` session returns); ``exit: code``
+  (result, then exit at once); ``crash: true|code`` (exit abruptly, no result);
+  ``hang: true|forever|eof|unkillable`` (never finish).
 
 ``attempts`` are counted per rule across processes in a state file beside the script
 (``<script>.state.json``, or ``$CONDUCTOR_FAKE_STATE``) under a file lock. Each prompt of a
