@@ -110,7 +110,8 @@ def _fitted(plan: dict[str, Any]) -> dict[str, Any]:
 def render(track_id: str, plan: dict[str, Any]) -> str:
     """The summary for a person, as ``run`` prints it before asking."""
     count = len(plan["tasks"]) + int(plan.get("more_tasks", 0))
-    lines = [f"track {track_id}: {count} tasks to run, waiting for approval"]
+    tasks = "1 task" if count == 1 else f"{count} tasks"
+    lines = [f"track {track_id}: {tasks} to run, waiting for approval"]
     lines.append("groups (each starts when its own dependencies are done):")
     for number, level in enumerate(plan["levels"], 1):
         lines.append(f"  {number}. {', '.join(level)}")

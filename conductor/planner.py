@@ -220,7 +220,6 @@ def read_context(paths: list[Path]) -> list[tuple[str, str]]:
 async def plan_goal(
     goal: str,
     repo: Path,
-    out: Path,
     *,
     context: list[tuple[str, str]] | None = None,
     asker: Asker | None = None,
@@ -277,7 +276,9 @@ async def plan_goal(
         rounds += 1
         track_data = to_track(data)
         text = render(track_data, goal)
-        problems = check(text, repo, out)
+        # Problems name the answer, not a file: nothing is written until a plan passes
+        # (the answer itself is on the bus, in PLAN_PROPOSED).
+        problems = check(text, repo, Path(f"<plan, round {rounds}>"))
         if not problems and taken is not None:
             problems = [why] if (why := taken(str(track_data["track"]))) else []
         if record is not None and isinstance(track_data.get("track"), str):

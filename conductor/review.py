@@ -77,16 +77,18 @@ class Verdict:
 
     def feedback(self, round_: int, review: Review) -> str:
         """The review as the next attempt's worker reads it."""
+        verdict = "passed" if self.passed else "rejected"
         head = (
-            f"review round {round_} of {review.max_rounds}: score {self.score:.0f} "
-            f"(needs {review.threshold})"
+            f"review round {round_} of {review.max_rounds} {verdict} the work: score "
+            f"{self.score:.0f}, needs {review.threshold}"
         )
         if self.error:
-            return f"{head}: the review could not be done: {self.error}"
-        lines = [head + ("" if self.passed else ": rejected"), self.comments.strip()]
+            return f"{head}; the review could not be done: {self.error}"
+        comments = self.comments.strip()
+        lines = [f"{head}. {comments}" if comments else head]
         for item in self.scores:
-            lines.append(f"- {item['criterion']}: {item['score']} — {item['comment']}")
-        return "\n".join(line for line in lines if line)
+            lines.append(f"{item['criterion']} ({item['score']}): {item['comment']}")
+        return "\n".join(lines)
 
 
 def criteria(task: Task, review: Review) -> list[str]:

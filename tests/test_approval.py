@@ -23,7 +23,7 @@ from conductor.paths import StateDir
 from conductor.scheduler import RunOptions, RunResult, run_track
 from conductor.track import Track, parse_track
 
-DEADLINE = 60.0
+DEADLINE = 180.0
 
 
 def make_track(text: str) -> Track:

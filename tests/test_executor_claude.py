@@ -207,6 +207,21 @@ async def test_isolation_options_reach_the_cli(h: Harness) -> None:
     assert f"--- claude session 1 ({outcome.session_id}) ---" in ctx.log_path.read_text()
 
 
+async def test_the_cli_runs_in_a_session_of_its_own(h: Harness) -> None:
+    """The CLI leads its own session: no controlling terminal, out of Ctrl-C's reach; the pid
+    recorded for reaping is the CLI's."""
+    h.write_script(
+        rule("ok", [{"write": {"path": "src/a.py", "content": "a = 1\n"}}, complete("src/a.py")])
+    )
+    outcome = await h.executor().execute(h.ctx("ok"))
+    assert outcome.ok, outcome.error
+    (start,) = h.starts()
+    assert start["session"] == start["pid"] != os.getsid(0)
+    assert start["has_tty"] is False
+    (started,) = h.messages("WORKER_STARTED")
+    assert started.payload["cli_pid"] == start["pid"]
+
+
 async def test_sandbox_and_network_reach_the_cli(h: Harness) -> None:
     """An attempt with a sandbox plan runs the CLI with Claude Code's sandbox on, unsandboxed
     commands refused, the state directory unreadable and the track's domains as the only

@@ -211,7 +211,7 @@ async def test_questions_are_put_to_the_person_and_answered(
         asked.append(questions)
         return ["English and German"]
 
-    planned = await plan_goal("Greet people", repo, repo / "t.yaml", asker=person)
+    planned = await plan_goal("Greet people", repo, asker=person)
     assert asked == [["Which languages?"]] and planned.rounds == 1
     assert planned.cost_usd == pytest.approx(0.10)
     second = json.dumps(planner_sessions(tmp_path)[1])
@@ -259,7 +259,7 @@ async def test_after_its_last_questions_the_planner_is_told_to_stop_asking(
     async def person(questions: list[str]) -> list[str]:
         return ["English"]
 
-    planned = await plan_goal("Greet people", repo, repo / "t.yaml", asker=person)
+    planned = await plan_goal("Greet people", repo, asker=person)
     assert planned.rounds == 1
     sessions = [json.dumps(s) for s in planner_sessions(tmp_path)]
     assert len(sessions) == 3

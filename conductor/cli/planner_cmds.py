@@ -55,13 +55,11 @@ def plan_from_goal(
         return f"track id {track_id} is taken ({path.relative_to(repo)} exists): choose another"
 
     interactive = questions and sys.stdin.isatty() and sys.stderr.isatty()
-    target = out if out is not None else repo / "tracks" / "planned" / "track.yaml"
     try:
         planned = anyio.run(
             lambda: plan_goal(
                 goal,
                 repo,
-                target,
                 context=read_context(list(context)),
                 asker=ask_person if interactive else None,
                 model=model,
@@ -73,10 +71,9 @@ def plan_from_goal(
     except (KeyboardInterrupt, click.Abort):  # Ctrl-C, or Ctrl-D at a question
         click.echo("\ninterrupted: no track was written", err=True)
         raise SystemExit(130) from None
-    if out is None:
-        target = repo / "tracks" / planned.track_id / "track.yaml"
-        if target.exists() and not force:
-            raise UserError(f"{target} exists; pass --force to replace it, or give --out")
+    target = out if out is not None else repo / "tracks" / planned.track_id / "track.yaml"
+    if out is None and target.exists() and not force:
+        raise UserError(f"{target} exists; pass --force to replace it, or give --out")
     from conductor.atomic import write_atomic
 
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import time
 import uuid
@@ -80,6 +81,7 @@ from claude_agent_sdk import (
     ToolUseBlock,
 )
 
+from conductor.atomic import write_atomic
 from conductor.contract import (
     REPORT_COMPLETE,
     REPORT_FAILED,
@@ -699,7 +701,7 @@ class ClaudeExecutor(ExecutorBase):
             max_budget_usd=max(budget, 0.0) if budget is not None else None,
             model=prepared.model,
             cwd=ctx.cwd,
-            cli_path=self.cli_path,
+            cli_path=self.detached_cli(ctx.worker_dir),
             env=self._env(ctx),
             extra_args=extra_args,
             max_buffer_size=self.max_buffer_size,
@@ -712,6 +714,24 @@ class ClaudeExecutor(ExecutorBase):
             if ctx.sandbox is not None
             else None,
         )
+
+    def detached_cli(self, worker_dir: Path) -> Path | None:
+        """The CLI to start, wrapped to run in a session of its own.
+
+        Then it has no controlling terminal (neither it nor a command it runs can read or
+        write the person's terminal past conductor's view) and is out of the terminal's
+        process group (Ctrl-C reaches conductor, which ends the session in order). The
+        wrapper is ``exec setsid CLI "$@"``: the CLI keeps the wrapper's pid, which is the
+        pid recorded for reaping. Without ``setsid`` the CLI is started as it is.
+        """
+        setsid = shutil.which("setsid")
+        real = self.cli_path or bundled_cli() or _on_path("claude")
+        if setsid is None or real is None:
+            return self.cli_path
+        wrapper = worker_dir / "claude-detached"
+        script = f'#!/bin/sh\nexec {shlex.quote(setsid)} {shlex.quote(str(real))} "$@"\n'
+        write_atomic(wrapper, script, mode=0o700)
+        return wrapper
 
     def _hooks(
         self, ctx: AttemptContext, evidence: Evidence, transcript: Transcript
@@ -1023,3 +1043,21 @@ def claude_executor_from_env(environ: Mapping[str, str] | None = None) -> Claude
     if backoff is not None:
         kw["api_backoff"] = backoff
     return ClaudeExecutor(**kw)
+
+
+def bundled_cli() -> Path | None:
+    """The Claude Code binary shipped inside claude-agent-sdk, if this install has one."""
+    import importlib.util
+    import platform
+
+    spec = importlib.util.find_spec("claude_agent_sdk")
+    if spec is None or spec.origin is None:
+        return None
+    name = "claude.exe" if platform.system() == "Windows" else "claude"
+    path = Path(spec.origin).parent / "_bundled" / name
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def _on_path(name: str) -> Path | None:
+    found = shutil.which(name)
+    return Path(found) if found else None

@@ -47,10 +47,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
-import os
-import platform
 import sys
 import threading
 import time
@@ -564,12 +561,9 @@ def real_cli_env(
 
 def bundled_cli_path() -> Path | None:
     """The Claude Code binary shipped inside claude-agent-sdk, if this install has one."""
-    spec = importlib.util.find_spec("claude_agent_sdk")
-    if spec is None or spec.origin is None:
-        return None
-    name = "claude.exe" if platform.system() == "Windows" else "claude"
-    path = Path(spec.origin).parent / "_bundled" / name
-    return path if path.is_file() and os.access(path, os.X_OK) else None
+    from conductor.executors.claude import bundled_cli
+
+    return bundled_cli()
 
 
 # --------------------------------------------------------------------------- console script

@@ -839,6 +839,8 @@ class FakeClaude:
             argv=self.argv,
             args=self.args.as_dict(),
             cwd=str(self.cwd),
+            session=os.getsid(0),
+            has_tty=_has_tty(),
             env=_masked_env(),
             script=str(self.script_path) if self.script_path else None,
         )
@@ -1560,3 +1562,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 if __name__ == "__main__":
     main()
+
+
+def _has_tty() -> bool:
+    """The process has a controlling terminal (what a session started by conductor must not)."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
