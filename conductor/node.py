@@ -43,7 +43,7 @@ import anyio
 import psutil
 import ray
 
-from conductor.contract import TAG_ENV, WORKER_ENV
+from conductor.contract import TAG_ENV
 from conductor.copies import (
     MAX_CHANGE_BYTES,
     MAX_FILE_BYTES,
@@ -57,7 +57,6 @@ from conductor.copies import (
 from conductor.errors import ConductorError
 from conductor.executors.base import AttemptContext, Outcome, Sandbox
 from conductor.messages import Message
-from conductor.processes import terminate
 from conductor.track import Task, Track
 
 LOG_LIMIT = 32 * 2**20
@@ -491,16 +490,6 @@ def _logs(directory: Path, worker: str) -> dict[str, bytes]:
 def end_attempt(tag: str, worker: str) -> list[int]:
     """End every process on this node of attempt ``worker`` of the run tagged ``tag`` (what
     its command left running, or what a lost conductor's attempt left); return their pids."""
-    me = os.getpid()
-    found: list[psutil.Process] = []
-    for proc in psutil.process_iter():
-        if proc.pid == me:
-            continue
-        try:
-            env = proc.environ()
-        except (psutil.Error, OSError):
-            continue  # gone, a zombie, or not ours to read
-        if env.get(TAG_ENV) == tag and env.get(WORKER_ENV) == worker:
-            found.append(proc)
-    terminate(found)
-    return [p.pid for p in found]
+    from conductor.processes import end_tagged
+
+    return end_tagged(tag, worker)

@@ -151,7 +151,12 @@ def reap_orphans(bus_dir: Path) -> list[int]:
 def reap_attempt(bus_dir: Path, worker: str) -> list[int]:
     """End every process left by attempt ``worker`` of the track whose bus is ``bus_dir``
     (its environment carries the run's tag and ``WORKER_ENV``); return their pids."""
-    tag = run_tag(bus_dir)
+    return end_tagged(run_tag(bus_dir), worker)
+
+
+def end_tagged(tag: str, worker: str) -> list[int]:
+    """End every process on this machine of attempt ``worker`` of the run tagged ``tag``;
+    return their pids."""
     return _end_marked(lambda env: env.get(TAG_ENV) == tag and env.get(WORKER_ENV) == worker)
 
 
