@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -51,15 +51,24 @@ MARGIN = 2.0
 def backoff_from_env(environ: dict[str, str] | None = None) -> float:
     """``CONDUCTOR_LIMIT_BACKOFF`` as seconds (the default when unset)."""
     env = os.environ if environ is None else environ
-    raw = env.get(BACKOFF_ENV, "").strip()
+    value = env_number(env, BACKOFF_ENV, float, what="a number of seconds")
+    return DEFAULT_BACKOFF if value is None else float(value)
+
+
+def env_number(
+    env: Mapping[str, str], name: str, kind: type[float] | type[int], *, what: str = "a number"
+) -> Any:
+    """``env[name]`` as a non-negative ``kind``; None when unset or blank. A setting of how
+    long or how often to wait on the API (here and ``conductor.executors.claude``)."""
+    raw = env.get(name, "").strip()
     if not raw:
-        return DEFAULT_BACKOFF
+        return None
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise UserError(f"{BACKOFF_ENV}={raw!r} is not a number of seconds") from None
+        raise UserError(f"{name}={raw!r} is not {what}") from None
     if value < 0:
-        raise UserError(f"{BACKOFF_ENV}={raw!r} must not be negative")
+        raise UserError(f"{name}={raw!r} must not be negative")
     return value
 
 

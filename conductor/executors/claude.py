@@ -105,6 +105,7 @@ from conductor.executors.evidence import (
 )
 from conductor.executors.pricing import price
 from conductor.executors.transcript import Transcript
+from conductor.limits import env_number
 from conductor.logs import get_logger
 from conductor.messages import MessageType
 from conductor.paths import open_state_file
@@ -985,19 +986,6 @@ def _end_line(end: SessionEnd) -> str:
     return f"--- claude session ended: {what} ---\n"
 
 
-def _env_number(env: Mapping[str, str], name: str, kind: type[float] | type[int]) -> Any:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise UserError(f"{name}={raw!r} is not a number") from None
-    if value < 0:
-        raise UserError(f"{name}={raw!r} must not be negative")
-    return value
-
-
 def user_prompt(task_id: str, name: str | None = None) -> str:
     """The user prompt every worker session gets; the system prompt carries the task."""
     return (
@@ -1036,10 +1024,10 @@ def claude_executor_from_env(environ: Mapping[str, str] | None = None) -> Claude
                 raise UserError(f"{CLI_ENV}={cli!r}: no such command on PATH")
             cli = found
         kw["cli_path"] = Path(cli)
-    retries = _env_number(env, RETRIES_ENV, int)
+    retries = env_number(env, RETRIES_ENV, int)
     if retries is not None:
         kw["api_retries"] = retries
-    backoff = _env_number(env, BACKOFF_ENV, float)
+    backoff = env_number(env, BACKOFF_ENV, float)
     if backoff is not None:
         kw["api_backoff"] = backoff
     return ClaudeExecutor(**kw)
