@@ -1,5 +1,5 @@
 """``python -m conductor``."""
 
-from conductor.cli import main
+from conductor.cli import console
 
-main()
+console()

@@ -11,10 +11,16 @@ its ratio to the bare interpreter's median, with PASS/FAIL against the bar:
   within 8x;
 - ``run`` of a one-task shell track (a fresh state directory each time): within 15x.
 
-For reference it also prints ``python -c "import click"``, below which no click command can
-start, and beside each wall-time ratio the ratio of CPU time (user and system time of the
-process and its children, medians too), which a busy machine disturbs less; the verdict is on
-wall time.
+For reference it also prints ``python -c "import click"``, below which no command that loads
+click can start (``--version`` and ``--help`` do not load it), and the libraries a run loads
+(click, asyncio and anyio with an empty event loop, yaml, filelock, psutil, structlog, pydantic)
+before any of conductor's code; beside each wall-time ratio it prints the ratio of CPU time
+(user and system time of the process and its children, medians too), which a busy machine
+disturbs less; the verdict is on wall time.
+
+Then it says where a one-task run's time goes: the CPU time of each phase of ``conductor run``
+(the interpreter's start, each group of imports, loading the track, the run itself), medians
+over the rounds, each phase measured in a fresh process.
 
 The commands run with their bytecode cached, as an installed package has it (pip compiles it
 on install): when the environment forbids writing bytecode (``PYTHONDONTWRITEBYTECODE``), the
@@ -29,6 +35,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -77,6 +84,65 @@ def prepare(repo: Path, cmd: list[str], env: dict[str, str]) -> Path:
     return track
 
 
+LIBRARIES = """\
+import sys
+sys.modules["rich"] = None  # as conductor loads structlog (conductor.logs)
+import click, asyncio, anyio, yaml, filelock, psutil, structlog, pydantic
+async def nothing(): pass
+anyio.run(nothing)
+"""
+"""The libraries a one-task shell run loads, and an empty event loop."""
+
+PHASES = """\
+import json, sys, time
+clock = time.process_time
+marks = [("interpreter start", clock())]
+def mark(name): marks.append((name, clock()))
+out, track, state = sys.argv[1:4]
+import click, conductor.cli.app; mark("click and conductor.cli")
+import asyncio, anyio, anyio._backends._asyncio; mark("asyncio, anyio")
+import yaml, filelock, psutil; mark("yaml, filelock, psutil")
+from conductor.logs import load_structlog; load_structlog(); mark("structlog")
+import pydantic, conductor.track; mark("pydantic, conductor.track (models)")
+import conductor.scheduler, conductor.cli.run_cmds, conductor.progress, conductor.render
+mark("conductor's other modules")
+from pathlib import Path
+conductor.track.load_track(Path(track)); mark("loading the track (schema built)")
+try:
+    conductor.cli.app.main(["run", track, "--state-dir", state], prog_name="conductor")
+except SystemExit:
+    pass
+mark("the run")
+with open(out, "w") as f:
+    json.dump(marks, f)
+"""
+"""Marks the CPU time of each phase of a one-task run, in the order the run goes through
+them (imports first, as the run would, so each group costs what it adds)."""
+
+
+def phases(repo: Path, track: Path, env: dict[str, str], rounds: int) -> list[tuple[str, float]]:
+    """Median CPU seconds of each phase of ``conductor run TRACK`` (``PHASES``)."""
+    samples: dict[str, list[float]] = {}
+    order: list[str] = []
+    for i in range(rounds):
+        out = repo / "phases.json"
+        state = repo / "phase-runs" / str(i)
+        subprocess.run(
+            [sys.executable, "-c", PHASES, str(out), str(track), str(state)],
+            cwd=repo,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        previous = 0.0
+        for name, at in json.loads(out.read_text()):
+            samples.setdefault(name, []).append(at - previous)
+            previous = at
+            if i == 0:
+                order.append(name)
+    return [(name, statistics.median(samples[name])) for name in order]
+
+
 def bytecode_env(scratch: Path, cached: bool) -> tuple[dict[str, str], str]:
     """The environment the commands run in, and a line saying how bytecode is handled."""
     env = dict(os.environ)
@@ -119,9 +185,11 @@ def main() -> int:
         ]
         bare: list[tuple[float, float]] = []
         floor: list[tuple[float, float]] = []
+        libraries: list[tuple[float, float]] = []
         times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in commands}
         for i in range(args.rounds):
             floor.append(timed([sys.executable, "-c", "import click"], repo, env))
+            libraries.append(timed([sys.executable, "-c", LIBRARIES], repo, env))
             for name, _, argv in commands:
                 bare.append(timed([sys.executable, "-c", "pass"], repo, env))
                 argv = [str(runs / str(i)) if a == "<fresh>" else a for a in argv]
@@ -138,7 +206,13 @@ def main() -> int:
         print(
             f"{'(python -c import click)':<26} {click_only * 1000:6.1f} ms  "
             f"{click_only / base:5.1f}x  cpu {click_cpu / base_cpu:4.1f}x  "
-            "(for reference: any click command starts above this)"
+            "(for reference: any command that loads click starts above this)"
+        )
+        libs, libs_cpu = medians(libraries)
+        print(
+            f"{'(libraries a run loads)':<26} {libs * 1000:6.1f} ms  "
+            f"{libs / base:5.1f}x  cpu {libs_cpu / base_cpu:4.1f}x  "
+            "(for reference: a run starts above this, before any of conductor's code)"
         )
         failed = 0
         for name, bar, _ in commands:
@@ -150,6 +224,12 @@ def main() -> int:
                 f"{name:<26} {median * 1000:6.1f} ms  {ratio:5.1f}x  cpu {cpu / base_cpu:4.1f}x  "
                 f"(bar ≤ {bar:g}x)  {verdict(ok)}"
             )
+        print("\nwhere a one-task run's time goes (cpu, medians):")
+        total = 0.0
+        for name, seconds in phases(repo, track, env, args.rounds):
+            total += seconds
+            print(f"  {name:<36} {seconds * 1000:6.1f} ms  {seconds / base_cpu:5.1f}x")
+        print(f"  {'total':<36} {total * 1000:6.1f} ms  {total / base_cpu:5.1f}x")
         return 1 if failed else 0
     finally:
         shutil.rmtree(repo, ignore_errors=True)

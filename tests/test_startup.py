@@ -62,6 +62,76 @@ def ran_track(repo: Path) -> Path:
     return track
 
 
+_CONSOLE = """\
+import json, sys
+from conductor.cli import console
+out = sys.argv[1]
+sys.argv = ["conductor", *sys.argv[2:]]
+console()
+with open(out, "w") as f:
+    json.dump(sorted(sys.modules), f)
+"""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["-h"]])
+def test_console_answers_version_and_help_without_click(tmp_path: Path, args: list[str]) -> None:
+    """The `conductor` command answers `--version` and `--help` without loading click."""
+    report = tmp_path / "modules.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _CONSOLE, str(report), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    modules = {m.split(".")[0] for m in json.loads(report.read_text())}
+    assert_none_of(modules, "click", *HEAVY)
+    assert proc.stdout.startswith("conductor, version" if args == ["--version"] else "Usage:")
+
+
+@pytest.mark.parametrize("columns", ["40", "80", "132"])
+def test_console_help_is_the_click_groups_help(columns: str) -> None:
+    """`conductor --help` without click prints what the click group prints for `--help`, at
+    any terminal width, and lists every command and option."""
+    env = {**os.environ, "COLUMNS": columns}
+    printed = [
+        subprocess.run(
+            [sys.executable, "-c", code, "--help"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for code in (
+            "from conductor.cli import console; console()",
+            "from conductor.cli import main; main(prog_name='conductor')",
+        )
+    ]
+    assert printed[0] == printed[1]
+    from conductor.cli.usage import COMMANDS
+
+    for name in COMMANDS:
+        assert f"\n  {name} " in printed[0], name
+    for option in ("--version", "--log-format", "--verbose", "--help"):
+        assert option in printed[0]
+
+
+def test_console_version_is_the_click_groups_version() -> None:
+    """`conductor --version` without click prints what click's version option prints."""
+    from click.testing import CliRunner
+
+    from conductor import __version__
+    from conductor.cli import main
+
+    console = subprocess.run(
+        [sys.executable, "-m", "conductor", "--version"], capture_output=True, text=True, check=True
+    )
+    result = CliRunner().invoke(main, ["--version"], prog_name="conductor")
+    assert result.exit_code == 0
+    assert console.stdout == result.output == f"conductor, version {__version__}\n"
+
+
 def test_version_loads_no_library(repo: Path) -> None:
     """`--version` loads click and conductor.cli, and nothing of the library behind them."""
     modules = loaded(repo, "--version")
@@ -77,7 +147,8 @@ def test_help_loads_no_heavy_dependency(repo: Path) -> None:
 def test_help_loads_no_command_module(repo: Path) -> None:
     """`--help` lists the commands from conductor.cli.app's table, importing none of them."""
     modules = loaded(repo, "--help")
-    commands = {m for m in modules if m.startswith("conductor.cli.")} - {"conductor.cli.app"}
+    commands = {m for m in modules if m.startswith("conductor.cli.")}
+    commands -= {"conductor.cli.app", "conductor.cli.usage"}
     assert not commands, sorted(commands)
     assert_none_of(modules, "conductor.bus", "conductor.locks", "psutil", "pathlib")
 

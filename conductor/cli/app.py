@@ -12,6 +12,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from conductor import __version__
+from conductor.cli.usage import (
+    COMMANDS,
+    HELP_FLAGS,
+    LOG_FORMAT_HELP,
+    LOG_FORMATS,
+    VERBOSE_HELP,
+    render_help,
+    version_text,
+)
 from conductor.errors import ConductorError, UserError
 from conductor.logs import configure_logging
 
@@ -28,84 +37,9 @@ RAISE_ENV = "CONDUCTOR_RAISE_ERRORS"
 """Set to 1 to let conductor errors propagate with their traceback (debugging)."""
 
 
-COMMANDS: dict[str, tuple[str, str]] = {
-    "agents": (
-        "conductor.cli.template_cmds:agents_group",
-        "Agents: the specialists tasks are done as (track agents:, .claude/agents, inferred).",
-    ),
-    "approve": (
-        "conductor.cli.approve_cmds:approve",
-        "Approve the run of TRACK that is waiting at its approval pause.",
-    ),
-    "bus": (
-        "conductor.cli.bus_cmds:bus_group",
-        "Read and write a track's message bus (one JSON file per message, in order).",
-    ),
-    "doctor": (
-        "conductor.cli.setup_cmds:doctor",
-        "Check what conductor needs on this machine, and say how to fix what is missing.",
-    ),
-    "hooks": (
-        "conductor.cli.hook_cmds:hooks_group",
-        "Git hooks that keep your commits and a running track out of each other's way.",
-    ),
-    "init": (
-        "conductor.cli.setup_cmds:init",
-        "Write a starter track and an offline script for it, ready to run.",
-    ),
-    "locks": (
-        "conductor.cli.lock_cmds:locks_command",
-        "List the path locks of TRACK (a track file or id), or of every track when omitted.",
-    ),
-    "logs": (
-        "conductor.cli.report_cmds:logs",
-        "Show what one attempt at TASK did.",
-    ),
-    "plan": (
-        "conductor.cli.track_cmds:plan",
-        "Show how TRACK would run, without running anything; or, with --goal, plan a new track.",
-    ),
-    "reject": (
-        "conductor.cli.approve_cmds:reject",
-        "Reject the run of TRACK that is waiting at its approval pause: it ends with exit 6.",
-    ),
-    "report": (
-        "conductor.cli.report_cmds:report",
-        "Report what happened in TRACK, task by task and attempt by attempt.",
-    ),
-    "resume": (
-        "conductor.cli.run_cmds:resume",
-        "Resume TRACK after a crash or Ctrl-C (the same as `conductor run`).",
-    ),
-    "revert": (
-        "conductor.cli.run_cmds:revert",
-        "Undo TASK's landed commit with a new commit, and mark the task pending again.",
-    ),
-    "run": (
-        "conductor.cli.run_cmds:run",
-        "Run TRACK, or resume it where the last run stopped.",
-    ),
-    "status": (
-        "conductor.cli.run_cmds:status",
-        "Show each task's state, attempts and duration, as the bus records them.",
-    ),
-    "templates": (
-        "conductor.cli.template_cmds:templates_group",
-        "Worker templates: the skill files Claude workers are specialised from.",
-    ),
-    "validate": (
-        "conductor.cli.track_cmds:validate",
-        "Check a track file: YAML syntax, fields, dependencies, cycles, parallel groups, "
-        "and the worker templates and agents its Claude tasks will use.",
-    ),
-}
-"""Each command: where it is defined, and its short help (the first sentence of its docstring,
-which ``conductor --help`` lists). A command's module is imported only when that command runs;
-tests/test_startup.py checks that each short help here is the command's own."""
-
-
 class LazyGroup(click.Group):
-    """A group whose commands are imported when they run; ``--help`` lists them from the table."""
+    """A group whose commands are imported when they run; its ``--help`` is
+    ``conductor.cli.usage.render_help``, which lists them from the table."""
 
     def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,42 +54,28 @@ class LazyGroup(click.Group):
             self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
         return super().get_command(ctx, cmd_name)
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """Like click's, but a command not loaded yet is listed from the table, unloaded."""
-        listed = [
-            (name, self.commands.get(name) or click.Command(name, help=self.lazy[name][1]))
-            for name in self.list_commands(ctx)
-        ]
-        rows = [(name, command) for name, command in listed if not command.hidden]
-        if rows:
-            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
-            with formatter.section("Commands"):
-                formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The same help ``conductor --help`` prints without click (``conductor.cli.usage``)."""
+        formatter.write(render_help(formatter.width))
 
 
 @click.group(
     cls=LazyGroup,
     lazy=COMMANDS,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": list(HELP_FLAGS)},
 )
-@click.version_option(__version__, prog_name="conductor")
+@click.version_option(__version__, prog_name="conductor", message=version_text())
 @click.option(
     "--log-format",
-    type=click.Choice(["auto", "console", "json"]),
+    type=click.Choice(LOG_FORMATS),
     default="auto",
     show_default=True,
-    help="Log lines on stderr: console (human), json (one object a line), auto (console on a "
-    "TTY, else JSON; during `run`, only warnings and errors, short: every line is in the "
-    "track's logs/conductor.log).",
+    help=LOG_FORMAT_HELP,
 )
-@click.option("-v", "--verbose", is_flag=True, help="Also log debug lines.")
+@click.option("-v", "--verbose", is_flag=True, help=VERBOSE_HELP)
 def main(log_format: str, verbose: bool) -> None:
-    """Run a track (a DAG of tasks in YAML) on this repository.
-
-    Tasks run as shell commands or background Claude sessions, coordinated through an
-    append-only message bus under .conductor/<track>/ that you can read with ls, cat and jq.
-    Start with `conductor validate TRACK`, `conductor plan TRACK`, then `conductor run TRACK`.
-    """
+    """The ``conductor`` group: configures logging, then runs the command (its help is
+    ``conductor.cli.usage.DESCRIPTION``)."""
     configure_logging(log_format, verbose=verbose)  # type: ignore[arg-type]
 
 
