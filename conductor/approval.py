@@ -20,12 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conductor.track import Track
-
 if TYPE_CHECKING:
     from conductor.bus import Bus
     from conductor.messages import Message
     from conductor.paths import StateDir
+    from conductor.track import Track
 
 
 def summary(track: Track, repo: Path, to_run: list[str]) -> dict[str, Any]:

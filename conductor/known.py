@@ -17,6 +17,7 @@ from pathlib import Path
 from conductor.bus import Bus
 from conductor.errors import ConductorError, UserError
 from conductor.messages import MessageType
+from conductor.paths import StateDir
 from conductor.state import load_state
 
 _STARTED = f".{MessageType.TRACK_STARTED}."
@@ -54,29 +55,30 @@ def recorded_file_shown(bus: Bus, repo: Path) -> str | None:
         return str(source)
 
 
-def known_task_ids(bus: Bus, cache_dir: Path, repo: Path) -> set[str]:
-    """Task ids of the track: its recorded track file's, and every task its bus mentions."""
-    ids = set(load_state(bus, cache_dir, bus.track).tasks)
+def known_task_ids(bus: Bus, state: StateDir, repo: Path) -> set[str]:
+    """Task ids of the track: its recorded track file's, and every task its bus mentions.
+
+    The file is read through its outline (``conductor.outline``): an unchanged file that was
+    validated before is not validated again.
+    """
+    ids = set(load_state(bus, state.cache, bus.track).tasks)
     source = recorded_source(bus, repo)
     if source is not None:
-        from conductor.track import load_track
+        from conductor.outline import read_outline
 
         with contextlib.suppress(ConductorError, OSError):
-            track = load_track(source)
-            if track.id == bus.track:
-                ids.update(track.task_ids())
+            outline = read_outline(source, repo, state.root.parent)
+            if outline.track == bus.track:
+                ids.update(outline.tasks)
     return ids
 
 
-def check_task(bus: Bus, cache_dir: Path, repo: Path, task_id: str) -> None:
-    """Raise ``UserError`` (with a did-you-mean) unless the track knows ``task_id``."""
-    known = known_task_ids(bus, cache_dir, repo)
+def check_task(bus: Bus, state: StateDir, repo: Path, task_id: str, advice: str = "") -> None:
+    """Raise ``UserError`` (with a did-you-mean, then ``advice``) unless the track knows
+    ``task_id``."""
+    known = known_task_ids(bus, state, repo)
     if task_id in known:
         return
     match = difflib.get_close_matches(task_id, sorted(known), n=1, cutoff=0.6)
     hint = f" (did you mean {match[0]!r}?)" if match else ""
-    raise UserError(
-        f"track {bus.track!r} has no task {task_id!r}{hint}; "
-        "name the track by its file to post about a task that has not run yet",
-        task_id=task_id,
-    )
+    raise UserError(f"track {bus.track!r} has no task {task_id!r}{hint}{advice}", task_id=task_id)

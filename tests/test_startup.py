@@ -239,3 +239,12 @@ def test_track_models_are_built_on_first_use() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
+
+
+def test_task_checks_of_a_track_id_reuse_the_track_files_outline(repo: Path) -> None:
+    """`logs TRACK_ID TASK` and `bus post TRACK_ID SKIP --task TASK` check the task against the
+    recorded track file through its outline: once it is saved, they build no model."""
+    ran_track(repo)
+    loaded(repo, "status", "track.yaml", "--json")  # saves the outline
+    for args in (("logs", "demo", "a"), ("bus", "post", "demo", "SKIP", "--task", "a")):
+        assert_none_of(loaded(repo, *args), *HEAVY, "conductor.track", "filelock", "psutil")

@@ -305,7 +305,8 @@ def bus_post(
         if definition is None and task is not None:
             from conductor.known import check_task
 
-            check_task(bus, state.cache, repo, check_name(task, "task id"))
+            advice = "; name the track by its file to post about a task that has not run yet"
+            check_task(bus, state, repo, check_name(task, "task id"), advice)
         msg = bus.post(
             mtype, task=author.task, worker=author.worker, attempt=author.attempt, payload=body
         )

@@ -33,21 +33,6 @@ def _await_state(sd: StateDir, track_id: str) -> None:
         time.sleep(0.2)
 
 
-def _check_known(bus: Bus, sd: StateDir, repo: Path, task: str) -> None:
-    """A task a track named by its id does not know is an error with a did-you-mean (so
-    that -f never waits for a misspelt task)."""
-    import difflib
-
-    from conductor.known import known_task_ids
-
-    known = known_task_ids(bus, sd.cache, repo)
-    if task in known:
-        return
-    match = difflib.get_close_matches(task, sorted(known), n=1, cutoff=0.6)
-    hint = f" (did you mean {match[0]!r}?)" if match else ""
-    raise UserError(f"track {bus.track!r} has no task {task!r}{hint}", task_id=task)
-
-
 @click.command("logs")
 @click.argument("track")
 @click.argument("task")
@@ -107,8 +92,10 @@ def logs(
     else:
         sd = require_state(track_id, repo, state_dir, named_by_file=definition is not None)
     with Bus.for_state(sd, track_id) as bus:
-        if definition is None:
-            _check_known(bus, sd, repo, task)
+        if definition is None:  # a misspelt task is an error: -f would wait for it forever
+            from conductor.known import check_task
+
+            check_task(bus, sd, repo, task)
 
         def who() -> str:
             state = load_state(bus, sd.cache, track_id)
