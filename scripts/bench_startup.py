@@ -90,6 +90,7 @@ sys.modules["rich"] = None  # as conductor loads structlog (conductor.logs)
 import click, asyncio, anyio, yaml, filelock, psutil, structlog, pydantic
 async def nothing(): pass
 anyio.run(nothing)
+import gc; gc.freeze()  # as conductor exits (conductor.cli.console)
 """
 """The libraries a one-task shell run loads, and an empty event loop."""
 
@@ -115,27 +116,26 @@ except SystemExit:
 mark("the run")
 with open(out, "w") as f:
     json.dump(marks, f)
+import gc; gc.freeze()  # as conductor exits (conductor.cli.console)
 """
 """Marks the CPU time of each phase of a one-task run, in the order the run goes through
 them (imports first, as the run would, so each group costs what it adds)."""
 
 
 def phases(repo: Path, track: Path, env: dict[str, str], rounds: int) -> list[tuple[str, float]]:
-    """Median CPU seconds of each phase of ``conductor run TRACK`` (``PHASES``)."""
+    """Median CPU seconds of each phase of ``conductor run TRACK`` (``PHASES``), and of what
+    follows the run: the interpreter's exit, and the processes the run started (git, the
+    task's command)."""
     samples: dict[str, list[float]] = {}
     order: list[str] = []
     for i in range(rounds):
         out = repo / "phases.json"
         state = repo / "phase-runs" / str(i)
-        subprocess.run(
-            [sys.executable, "-c", PHASES, str(out), str(track), str(state)],
-            cwd=repo,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        argv = [sys.executable, "-c", PHASES, str(out), str(track), str(state)]
+        _, total = timed(argv, repo, env)
         previous = 0.0
-        for name, at in json.loads(out.read_text()):
+        marks = [*json.loads(out.read_text()), ["the exit, and the run's child processes", total]]
+        for name, at in marks:
             samples.setdefault(name, []).append(at - previous)
             previous = at
             if i == 0:
@@ -228,8 +228,8 @@ def main() -> int:
         total = 0.0
         for name, seconds in phases(repo, track, env, args.rounds):
             total += seconds
-            print(f"  {name:<36} {seconds * 1000:6.1f} ms  {seconds / base_cpu:5.1f}x")
-        print(f"  {'total':<36} {total * 1000:6.1f} ms  {total / base_cpu:5.1f}x")
+            print(f"  {name:<40} {seconds * 1000:6.1f} ms  {seconds / base_cpu:5.1f}x")
+        print(f"  {'total':<40} {total * 1000:6.1f} ms  {total / base_cpu:5.1f}x")
         return 1 if failed else 0
     finally:
         shutil.rmtree(repo, ignore_errors=True)

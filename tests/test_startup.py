@@ -248,3 +248,21 @@ def test_task_checks_of_a_track_id_reuse_the_track_files_outline(repo: Path) -> 
     loaded(repo, "status", "track.yaml", "--json")  # saves the outline
     for args in (("logs", "demo", "a"), ("bus", "post", "demo", "SKIP", "--task", "a")):
         assert_none_of(loaded(repo, *args), *HEAVY, "conductor.track", "filelock", "psutil")
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"]])
+def test_console_answers_a_failing_stdout_without_a_traceback(args: list[str]) -> None:
+    """A full disk behind stdout is exit 1 naming the reason; a reader that has gone is exit
+    1, quietly; neither is a traceback."""
+    argv = [sys.executable, "-m", "conductor", *args]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr == "error: cannot write to stdout: No space left on device\n"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes
+    try:
+        proc = subprocess.run(argv, stdout=write_end, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (1, "")

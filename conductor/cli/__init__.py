@@ -9,6 +9,8 @@ nothing.
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -19,19 +21,47 @@ __all__ = ["console", "main"]
 
 
 def console() -> None:
-    """The ``conductor`` command."""
+    """The ``conductor`` command.
+
+    When the command is done, the objects it leaves are frozen out of the garbage collector
+    (``gc.freeze``): the interpreter's exit then skips the collections it would run over every
+    object of every module loaded, which for ``conductor run`` take a fifth of its whole time.
+    The exit is otherwise the normal one: exit handlers run, files and streams are flushed and
+    closed; only objects caught in reference cycles are left to the end of the process, as
+    Python allows at exit anyway.
+    """
     from conductor.cli import usage
 
     args = sys.argv[1:]
     if args == ["--version"]:
-        sys.stdout.write(usage.version_text() + "\n")
+        _say(usage.version_text() + "\n")
         return
     if len(args) == 1 and args[0] in usage.HELP_FLAGS:
-        sys.stdout.write(usage.render_help(usage.help_width()))
+        _say(usage.render_help(usage.help_width()))
         return
     from conductor.cli.app import main
 
-    main(prog_name="conductor")
+    try:
+        main(prog_name="conductor")
+    finally:
+        gc.freeze()
+
+
+def _say(text: str) -> None:
+    """Print ``text``; when stdout cannot take it, exit 1 with the reason instead of a
+    traceback (quietly when the reader has gone, as with ``conductor --help | head -1``)."""
+    out = sys.stdout
+    if out is None:  # started with stdout closed: there is no one to answer
+        return
+    try:
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())  # nothing left to flush at exit
+        sys.exit(1)
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot write to stdout: {exc.strerror or exc}\n")
+        sys.exit(1)
 
 
 def __getattr__(name: str) -> Any:
