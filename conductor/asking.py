@@ -57,8 +57,14 @@ async def ask(
     max_budget_usd: float | None = None,
     max_turns: int = 30,
     log_path: Path | None = None,
+    state_root: Path | None = None,
 ) -> Answer:
-    """Ask ``question`` in a read-only session working in ``cwd``; return its JSON answer."""
+    """Ask ``question`` in a read-only session working in ``cwd``; return its JSON answer.
+
+    With ``state_root`` (conductor's state), the session's reads stay out of it
+    (``evidence.ReadGuard``), apart from ``cwd`` itself when that lies inside (a reviewed
+    attempt's copy).
+    """
     from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKError, ResultMessage, query
 
     from conductor.executors.claude import claude_executor_from_env, isolated_env
@@ -83,6 +89,7 @@ async def ask(
             env=isolated_env(executor.extra_env, config_dir, tmp_dir),
             output_format={"type": "json_schema", "schema": schema},
             stderr=_stderr_to(log_path),
+            hooks=None if state_root is None else {"PreToolUse": [_read_guard(state_root, cwd)]},
         )
         result: ResultMessage | None = None
         try:
@@ -107,6 +114,36 @@ async def ask(
         session_id=result.session_id,
         usage=dict(result.usage or {}),
     )
+
+
+def _read_guard(state_root: Path, cwd: Path) -> Any:
+    """A PreToolUse hook matcher that refuses reads into ``state_root`` (but ``cwd``)."""
+    from claude_agent_sdk import HookMatcher
+
+    from conductor.executors.evidence import GUARDED_MATCHER, ReadGuard
+
+    inside = cwd.resolve().is_relative_to(state_root.resolve())
+    guard = ReadGuard(hidden=(state_root,), open=(cwd,) if inside else ())
+
+    async def refuse_state_reads(data: Any, _tool_use_id: str | None, _context: Any) -> Any:
+        tool_input = data.get("tool_input")
+        name = str(data.get("tool_name", ""))
+        here = Path(data["cwd"]) if isinstance(data.get("cwd"), str) else cwd
+        try:
+            refused = guard.check(name, dict(tool_input), here) if tool_input else None
+        except Exception as exc:  # fail closed
+            refused = ("", f"conductor could not check this read ({exc})")
+        if refused is None:
+            return {}
+        return {
+            "hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": "deny",
+                "permissionDecisionReason": f"conductor: {refused[1]}",
+            }
+        }
+
+    return HookMatcher(matcher=GUARDED_MATCHER, hooks=[refuse_state_reads])
 
 
 def _stderr_to(log_path: Path | None) -> Any:

@@ -177,8 +177,10 @@ async def infer(
     overrides: dict[str, dict[str, str]] | None = None,
     max_budget_usd: float | None = None,
     log_path: Path | None = None,
+    state_root: Path | None = None,
 ) -> Inferred:
-    """Infer every agent in ``needed`` with one question; fall back where it fails."""
+    """Infer every agent in ``needed`` with one question; fall back where it fails. The
+    session reads the repository, never ``state_root`` (conductor's state)."""
     from conductor.asking import AskError, ask
 
     overrides = overrides or {}
@@ -193,6 +195,7 @@ async def infer(
             model=track.model,
             max_budget_usd=max_budget_usd,
             log_path=log_path,
+            state_root=state_root,
         )
     except AskError as exc:
         result.cost_usd = exc.cost_usd

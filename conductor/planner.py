@@ -227,12 +227,14 @@ async def plan_goal(
     max_budget_usd: float | None = None,
     record: Callable[[str, str, dict[str, Any]], None] | None = None,
     taken: Callable[[str], str | None] | None = None,
+    state_root: Path | None = None,
 ) -> Planned:
     """Plan ``goal`` until an answer passes the logic check; raise ``PlanningFailed``.
 
     ``record(track_id, type, payload)`` is told of each answer (``PLAN_PROPOSED``).
     ``taken(track_id)`` says why a plan's id cannot be used (its file exists), or None: such
-    a plan goes back like one with problems, so a paid-for plan is never thrown away.
+    a plan goes back like one with problems, so a paid-for plan is never thrown away. The
+    planner reads the repository, never ``state_root`` (conductor's state).
     """
     from conductor.asking import AskError, ask
 
@@ -256,6 +258,7 @@ async def plan_goal(
                 cwd=repo,
                 model=model,
                 max_budget_usd=max_budget_usd,
+                state_root=state_root,
             )
         except AskError as exc:
             cost += exc.cost_usd

@@ -120,8 +120,10 @@ async def review_attempt(
     diff: str,
     log_path: Path | None = None,
     max_budget_usd: float | None = None,
+    state_root: Path | None = None,
 ) -> Verdict:
-    """Review the attempt whose copy is ``workdir`` and whose change is ``diff``."""
+    """Review the attempt whose copy is ``workdir`` and whose change is ``diff``; the
+    reviewer reads nothing else of ``state_root`` (conductor's state)."""
     from conductor.agents import AgentError, AgentRegistry
     from conductor.asking import AskError, ask
 
@@ -144,6 +146,7 @@ async def review_attempt(
             model=model,
             max_budget_usd=max_budget_usd,
             log_path=log_path,
+            state_root=state_root,
         )
     except AskError as exc:
         return Verdict(passed=False, score=0.0, cost_usd=exc.cost_usd, agent=who, error=exc.message)

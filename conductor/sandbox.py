@@ -7,7 +7,9 @@ and its temporary directory.
   option): every Bash command runs under bubblewrap (Linux; Seatbelt on macOS), unsandboxed
   commands are not allowed, conductor's state directory is not readable, and Bash reaches
   the network only for the track's ``network.allowed_domains`` (default: none). The
-  session's Write/Edit tools are held to the copy by conductor's file guard.
+  session's Write/Edit tools are held to the copy by conductor's file guard, and its
+  Read/Grep/Glob tools, which the sandbox does not reach, are kept out of conductor's state
+  by its read guard (``executors.evidence``).
 - **Commands conductor runs in a copy** (``verify``, and ``run:`` of a shell task with
   ``isolation: copy``) execute the agent's code too (a test suite runs the agent's tests), so
   conductor wraps them in bubblewrap itself (``wrap``): the whole file system read-only, the

@@ -817,6 +817,7 @@ class Scheduler:
                 overrides=self.options.agent_overrides,
                 max_budget_usd=self._budget_left(),
                 log_path=self.sd.logs / "agents.inference.log",
+                state_root=self.sd.root.parent,
             )
             share = result.cost_usd / len(result.agents)
             for name, agent in result.agents.items():
@@ -1170,6 +1171,7 @@ class Scheduler:
             diff=diff,
             log_path=ctx.log_path.with_suffix(".review.log"),
             max_budget_usd=self._budget_left(),
+            state_root=self.sd.root.parent,
         )
         payload: dict[str, Any] = {
             "round": rounds,

@@ -104,3 +104,58 @@ async def test_the_real_cli_answers_through_its_structured_output_tool(
         tools = [t["name"] for t in api.requests[0]["tools"]]
     assert answer.data == {"n": 3} and answer.cost_usd > 0
     assert sorted(tools) == ["Glob", "Grep", "Read", "StructuredOutput"]
+
+
+def _tool_results(requests: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    """Every tool_result the CLI sent back to the model, by tool_use id."""
+    out: dict[str, dict[str, object]] = {}
+    for request in requests:
+        for message in request["messages"]:  # type: ignore[attr-defined]
+            content = message.get("content")
+            for block in content if isinstance(content, list) else []:
+                if block.get("type") == "tool_result":
+                    out[block["tool_use_id"]] = block
+    return out
+
+
+@pytest.mark.real_cli
+@pytest.mark.skipif(bundled_cli_path() is None, reason="no bundled Claude Code CLI")
+async def test_a_question_cannot_read_conductors_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the real CLI, a question's Read of a file in conductor's state is refused before
+    it happens (the model never sees the file); the repository stays readable."""
+    repo = tmp_path / "repo"
+    state = repo / ".conductor"
+    (state / "t").mkdir(parents=True)
+    (state / "t" / "secret.txt").write_text("TOPSECRET\n")
+    (repo / "README.md").write_text("hello readme\n")
+
+    def read(tool_id: str, path: Path) -> dict[str, object]:
+        return {"id": tool_id, "name": "Read", "input": {"file_path": str(path)}}
+
+    script = {
+        "conversations": [
+            {
+                "match": "count",
+                "turns": [
+                    {"tool_use": read("toolu_state", state / "t" / "secret.txt")},
+                    {"tool_use": read("toolu_readme", repo / "README.md")},
+                    {"tool_use": {"name": "StructuredOutput", "input": {"n": 1}}},
+                    {"text": "done"},
+                ],
+            }
+        ]
+    }
+    with FakeMessagesAPI(script) as api:
+        env = real_cli_env(api.base_url, tmp_path / "config", tmp_dir=tmp_path / "tmp")
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("CONDUCTOR_CLAUDE_CLI", str(bundled_cli_path()))
+        answer = await ask("count", SCHEMA, system="You count.", cwd=repo, state_root=state)
+        results = _tool_results(api.requests)
+    assert answer.data == {"n": 1}
+    refused = json.dumps(results["toolu_state"])
+    assert results["toolu_state"].get("is_error") is True
+    assert "conductor's state directory" in refused and "TOPSECRET" not in refused
+    assert "hello readme" in json.dumps(results["toolu_readme"])

@@ -15,6 +15,7 @@ from conductor.executors.evidence import (
     Claim,
     Evidence,
     FileGuard,
+    ReadGuard,
     expects_change,
     judge,
     locks_covering,
@@ -175,3 +176,65 @@ def test_judge_rules() -> None:
     assert verdict.ok and verdict.summary == "done"
 
 
+
+
+# ----------------------------------------------------------------------------- the read guard
+
+
+@pytest.fixture
+def state_layout(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """(checkout, state root, the attempt's copy inside it, its temp dir)."""
+    checkout, state = tmp_path / "repo", tmp_path / "repo" / ".conductor"
+    copy, tmp = state / "t" / "copies" / "a.1", state / "t" / "copies" / "a.1.tmp"
+    for d in (checkout, copy, tmp):
+        d.mkdir(parents=True)
+    return checkout, state, copy, tmp
+
+
+def test_read_guard_keeps_an_attempt_out_of_the_state_but_its_own_copy(
+    state_layout: tuple[Path, Path, Path, Path],
+) -> None:
+    """Inside the state only the attempt's copy and temp dir are readable; outside it all is,
+    and a symlink or `..` is judged by where it lands."""
+    checkout, state, copy, tmp = state_layout
+    guard = ReadGuard(hidden=(state,), open=(copy, tmp))
+    (copy / "out").symlink_to(state / "t" / "bus")
+
+    def refused(tool: str, **tool_input: str) -> str | None:
+        verdict = guard.check(tool, tool_input, copy)
+        return None if verdict is None else verdict[1]
+
+    assert refused("Read", file_path=str(copy / "src" / "a.py")) is None
+    assert refused("Read", file_path="src/a.py") is None
+    assert refused("Read", file_path=str(tmp / "scratch")) is None
+    assert refused("Read", file_path=str(checkout / "README.md")) is None
+    assert refused("Read", file_path="/etc/hostname") is None
+    assert refused("Grep", pattern="x") is None
+    for tool, call in [
+        ("Read", {"file_path": str(state / "t" / "workers" / ".secret")}),
+        ("Read", {"file_path": "../../bus/000000001.TRACK_STARTED.-.-.json"}),
+        ("Read", {"file_path": "out/000000001.TRACK_STARTED.-.-.json"}),
+        ("NotebookRead", {"notebook_path": str(state / "other" / "n.ipynb")}),
+        ("Grep", {"pattern": "x", "path": str(state / "t" / "logs")}),
+        ("LS", {"path": "../a.2"}),
+        ("Glob", {"pattern": "../../../other/**"}),
+        ("Glob", {"pattern": f"{state}/**/*.json"}),
+    ]:
+        reason = refused(tool, **call)
+        assert reason is not None and "conductor's state directory" in reason, (tool, call)
+
+
+def test_read_guard_refuses_searches_above_the_working_directory_that_reach_the_state(
+    state_layout: tuple[Path, Path, Path, Path],
+) -> None:
+    """A search rooted above the working directory that contains the state is refused; one at
+    or below it is not (a question asked in the checkout, whose `.conductor/` is ignored)."""
+    checkout, state, copy, _ = state_layout
+    guard = ReadGuard(hidden=(state,))
+    assert guard.check("Grep", {"pattern": "x"}, checkout) is None
+    assert guard.check("Glob", {"pattern": "**/*.py", "path": str(checkout)}, checkout) is None
+    assert guard.check("Grep", {"pattern": "x", "path": "/"}, checkout) is not None
+    assert guard.check("Glob", {"pattern": "**", "path": ".."}, checkout) is not None
+    assert guard.check("Read", {"file_path": str(state / "t" / "x")}, checkout) is not None
+    in_copy = ReadGuard(hidden=(state,), open=(copy,))
+    assert in_copy.check("Grep", {"pattern": "x", "path": str(checkout)}, copy) is not None

@@ -35,6 +35,9 @@ agents:
     role: Careful coder
     system_prompt: You write small, correct changes.
     tools: [Read, Write, Edit, Bash]
+  reader:
+    role: Curious coder
+    tools: [Read, Grep, Glob, Write]
 tasks:
   - id: ok
     type: code
@@ -60,6 +63,7 @@ tasks:
   - {id: crash, type: code, agent: coder}
   - {id: big, type: code, agent: coder}
   - {id: child, type: code, agent: coder}
+  - {id: peek, type: code, files: ["src/**"], agent: reader}
 """
 
 
@@ -372,6 +376,36 @@ async def test_write_outside_files_is_denied(h: Harness) -> None:
     assert outcome.files_changed == ["src/a.py"]
     assert len(outcome.extra["denials"]) == 2
     assert len(outcome.extra["permission_denials"]) == 2
+
+
+async def test_reads_of_conductors_state_are_denied(h: Harness) -> None:
+    """Read, Grep and Glob cannot reach conductor's state (the workers' secret, the bus, other
+    tracks'), not even by a search rooted above it; the repository and beyond stay readable."""
+    secret = h.sd.workers / ".secret"  # written when the attempt's worker is made
+    other = h.sd.root.parent / "other-track"
+    other.mkdir()
+    (h.repo / "notes.txt").write_text("notes\n")
+    (h.repo / "link").symlink_to(secret)
+    steps = [
+        {"tool": {"name": "Read", "input": {"file_path": str(secret)}, "result": "s3cret"}},
+        {"tool": {"name": "Read", "input": {"file_path": "link"}, "result": "s3cret"}},
+        {"tool": {"name": "Grep", "input": {"pattern": "x", "path": str(h.root)}}},
+        {"tool": {"name": "Glob", "input": {"pattern": f"{other}/**"}}},
+        {"tool": {"name": "Glob", "input": {"pattern": "**/*.json", "path": str(h.sd.bus)}}},
+        {"tool": {"name": "Read", "input": {"file_path": str(h.repo / "notes.txt")}}},
+        {"tool": {"name": "Grep", "input": {"pattern": "notes"}}},
+        {"tool": {"name": "Read", "input": {"file_path": "/etc/hostname"}}},
+        {"write": {"path": "src/a.py", "content": "a = 1\n"}},
+        complete("src/a.py"),
+    ]
+    h.write_script(rule("peek", steps))
+    outcome = await run(h, "peek")
+    denied = [(m.payload["tool"], m.payload["reason"]) for m in h.messages("TOOL_DENIED", "peek")]
+    assert [tool for tool, _ in denied] == ["Read", "Read", "Grep", "Glob", "Glob"], denied
+    assert all("conductor's state directory" in reason for _, reason in denied), denied
+    assert "search inside the repository" in denied[2][1]
+    assert outcome.ok and outcome.files_changed == ["src/a.py"]
+    assert len(outcome.extra["denials"]) == 5
 
 
 async def test_write_to_a_file_locked_by_another_worker_is_denied(h: Harness) -> None:

@@ -78,10 +78,14 @@ def person(repo: Path) -> Path:
 class Run:
     """One track run against the real CLI; what it left behind."""
 
-    def __init__(self, result: RunResult, messages: list[Any], sd: StateDir) -> None:
+    def __init__(
+        self, result: RunResult, messages: list[Any], sd: StateDir, requests: list[Any]
+    ) -> None:
         self.result = result
         self.messages = messages
         self.sd = sd
+        self.requests = requests
+        """What the CLI sent the model, request by request."""
 
     def of(self, mtype: str, task: str | None = None) -> list[Any]:
         return [m for m in self.messages if m.type == mtype and (task is None or m.task == task)]
@@ -104,10 +108,11 @@ async def run(person: Path, tmp_path: Path, tasks: list[dict[str, Any]], script:
                 handle_signals=False,
             ),
         )
+        requests = list(api.requests)
     sd = StateDir.for_track(person, "adv", state_root)
     with Bus.for_state(sd, "adv") as bus:
         messages = bus.read()
-    return Run(result, messages, sd)
+    return Run(result, messages, sd, requests)
 
 
 def assert_checkout(person: Path, files: dict[str, str], commits: int) -> None:
@@ -156,6 +161,42 @@ async def test_bash_writes_outside_files_repo_and_git_are_stopped(
     assert any(reason.startswith("sandbox") for reason in reasons), reasons
     assert (r.sd.logs / "t.1.tools.jsonl").read_text().count('"denied"') >= 1
     assert_checkout(person, {}, commits=0)
+
+
+async def test_reading_conductors_state_is_refused(person: Path, tmp_path: Path) -> None:
+    """Read and Grep, which Claude Code's sandbox does not reach, cannot read conductor's state
+    (the workers' secret, every track's bus): the read guard refuses them before they run, so
+    the model never sees it; reading the copy still works and the honest work lands."""
+    state_root = Path(os.environ["CONDUCTOR_STATE_DIR"])
+    secret = state_root / "adv" / "workers" / ".secret"
+    turns = [
+        {"tool_use": {"id": "toolu_secret", "name": "Read", "input": {"file_path": str(secret)}}},
+        {"tool_use": {"id": "toolu_grep", "name": "Grep",
+                      "input": {"pattern": "secret", "path": str(state_root)}}},
+        {"tool_use": {"id": "toolu_own", "name": "Read", "input": {"file_path": "README.md"}}},
+        bash("mkdir -p src && echo 'ok = 1' > src/ok.py"),
+        complete("src/ok.py"),
+    ]
+    tasks = [{"id": "t", "type": "code", "files": ["src/**"], "verify": ["./check.sh"],
+              "max_attempts": 1, "instructions": "x"}]
+    r = await run(person, tmp_path, tasks, [conversation("t", *turns)])
+    assert r.result.failed == {}
+    denied = [(m.payload["tool"], m.payload["reason"]) for m in r.of("TOOL_DENIED", "t")]
+    assert [tool for tool, _ in denied] == ["Read", "Grep"], denied
+    assert all("conductor's state directory" in reason for _, reason in denied)
+    results = {
+        block["tool_use_id"]: block
+        for request in r.requests
+        for message in request["messages"]
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+        if block.get("type") == "tool_result"
+    }
+    for refused in ("toolu_secret", "toolu_grep"):
+        assert results[refused].get("is_error") is True
+        assert "conductor's state directory" in str(results[refused]["content"])
+    assert "readme" in str(results["toolu_own"]["content"])
+    assert_checkout(person, {"src/ok.py": "ok = 1\n"}, commits=1)
 
 
 async def test_destroying_accepted_work_harms_only_the_attempt(

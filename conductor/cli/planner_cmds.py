@@ -27,7 +27,7 @@ def plan_from_goal(
 
     from conductor.bus import Bus
     from conductor.errors import UserError
-    from conductor.paths import StateDir, check_name
+    from conductor.paths import StateDir, check_name, state_root
     from conductor.planner import plan_goal, read_context
 
     if out is not None and out.exists() and not force:
@@ -66,6 +66,7 @@ def plan_from_goal(
                 max_budget_usd=max_budget_usd,
                 record=record,
                 taken=None if out is not None or force else taken,
+                state_root=state_root(repo, state_dir),
             )
         )
     except (KeyboardInterrupt, click.Abort):  # Ctrl-C, or Ctrl-D at a question

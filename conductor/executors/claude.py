@@ -97,8 +97,10 @@ from conductor.executors.bus_tools import WorkerBinding, build_bus_server
 from conductor.executors.evidence import (
     GUARDED_MATCHER,
     GUARDED_TOOLS,
+    READ_TOOLS,
     Evidence,
     FileGuard,
+    ReadGuard,
     guarded_path,
     judge,
     locks_covering,
@@ -745,6 +747,10 @@ class ClaudeExecutor(ExecutorBase):
             locks=locks_covering(locks) if locks is not None else None,
             extra_forbidden=() if ctx.workdir is not None else (ctx.state_root,),
         )
+        reads = ReadGuard(
+            hidden=(ctx.state_root.parent,),  # every track's state, as the sandbox hides it
+            open=tuple(d for d in (ctx.workdir, ctx.tmp_dir) if d is not None),
+        )
 
         def deny(name: str, path: str, reason: str, tool_use_id: str | None) -> HookJSONOutput:
             transcript.denied(tool_use_id, name, path, reason)
@@ -770,12 +776,20 @@ class ClaudeExecutor(ExecutorBase):
             tool_input = raw_input.get("tool_input") or {}
             tool_use_id = tool_use_id or raw_input.get("tool_use_id")
             evidence.record_tool_use(name, tool_use_id)
+            cwd = raw_input.get("cwd")
+            here = Path(cwd) if isinstance(cwd, str) else ctx.cwd
+            if name in READ_TOOLS:
+                try:
+                    refused = reads.check(name, dict(tool_input), here)
+                except Exception as exc:  # fail closed, as the file guard does
+                    log.exception("read guard failed", worker=ctx.worker_id)
+                    refused = ("", f"conductor could not check this read ({exc})")
+                return {} if refused is None else deny(name, *refused, tool_use_id)
             if name not in GUARDED_TOOLS:
                 return {}
             raw = guarded_path(tool_input) if isinstance(tool_input, dict) else None
             if raw is None:
                 return deny(name, "", "no file path in the tool call", tool_use_id)
-            cwd = raw_input.get("cwd")
             try:
                 rel, reason = guard.check(raw, cwd=Path(cwd) if isinstance(cwd, str) else None)
             except Exception as exc:  # fail closed: a guard that cannot decide denies

@@ -21,6 +21,9 @@ NotebookEdit) denies, with a reason the model sees:
 
 Shell commands (Bash) are not guarded here: they run in Claude Code's sandbox, which lets them
 write only inside the copy, and their effects show up in the copy's diff.
+
+The read guard (``ReadGuard``, a PreToolUse hook on Read, Grep, Glob, LS and NotebookRead)
+keeps those tools out of conductor's state directory, which the sandbox hides from Bash only.
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ from conductor.globs import matches
 GUARDED_TOOLS = ("Write", "Edit", "MultiEdit", "NotebookEdit")
 """Built-in tools whose target path the file guard checks."""
 
-GUARDED_MATCHER = "|".join(GUARDED_TOOLS)
-"""The ``HookMatcher.matcher`` for the guarded tools."""
+READ_TOOLS = ("Read", "Grep", "Glob", "LS", "NotebookRead")
+"""Built-in tools that read files, whose targets the read guard (``ReadGuard``) checks."""
+
+GUARDED_MATCHER = "|".join((*GUARDED_TOOLS, *READ_TOOLS))
+"""The ``HookMatcher.matcher`` for the tools either guard checks."""
 
 EXPECTS_CHANGE = frozenset({"code", "ui", "integration", "test", "tests", "bugfix", "refactor"})
 """Task types whose completion must change at least one file."""
@@ -254,3 +260,84 @@ class FileGuard:
                         + "; wait for it or work on other files"
                     )
         return where.rel, None
+
+
+# --------------------------------------------------------------------------- reads
+
+_SEARCH_TOOLS = frozenset({"Grep", "Glob", "LS"})
+_GLOB_CHARS = frozenset("*?[{")
+
+
+@dataclass(frozen=True)
+class ReadGuard:
+    """Keeps a session's reading tools out of conductor's state directory.
+
+    Claude Code's sandbox hides the state from Bash, but Read, Grep and Glob run in the CLI
+    itself, outside that sandbox (its ``denyRead`` does not reach them), so this guard, a
+    PreToolUse hook, refuses them the same directories: other attempts' transcripts, logs and
+    copies, the bus and the workers' secret. A read may go anywhere else, as Bash may; the
+    ``open`` directories (the attempt's own copy and temporary directory, which live inside
+    the state) stay readable, and a search rooted above the session's working directory that
+    would walk into the state is refused. A search at or below the working directory may
+    contain the state (a question asked in the checkout, with ``.conductor/`` in it): the
+    state's own ``.gitignore`` keeps the search tools out of it.
+    """
+
+    hidden: tuple[Path, ...]
+    """Directories no read may enter (conductor's state root)."""
+    open: tuple[Path, ...] = ()
+    """Directories inside ``hidden`` that stay readable (the attempt's copy and temp dir)."""
+
+    def check(self, tool: str, tool_input: dict[str, Any], cwd: Path) -> tuple[str, str] | None:
+        """``(path, reason)`` when the call must be refused, else None."""
+        search = tool in _SEARCH_TOOLS
+        for raw in _read_targets(tool, tool_input):
+            reason = self._refusal(raw, cwd, search)
+            if reason is not None:
+                return raw, reason
+        return None
+
+    def _refusal(self, raw: str, cwd: Path, search: bool) -> str | None:
+        target = Path(os.path.realpath(cwd / os.path.expanduser(raw)))
+        if any(_within(target, Path(os.path.realpath(d))) for d in self.open):
+            return None
+        for hidden in self.hidden:
+            state = Path(os.path.realpath(hidden))
+            if _within(target, state):
+                return f"{raw} is inside conductor's state directory; read your own files"
+            inside_cwd = _within(target, Path(os.path.realpath(cwd)))
+            if search and _within(state, target) and not inside_cwd:
+                return (
+                    f"searching {raw} would reach into conductor's state directory; search "
+                    "inside the repository"
+                )
+        return None
+
+
+def _read_targets(tool: str, tool_input: dict[str, Any]) -> list[str]:
+    """What a read tool call reads under: the file it names, or the directory it searches
+    (``.``, the working directory, when it names none) joined with the fixed leading part of
+    a Glob pattern (``../../x/**`` reads under ``../../x``)."""
+    targets = [
+        value
+        for key in ("file_path", "notebook_path")
+        if isinstance(value := tool_input.get(key), str) and value
+    ]
+    if tool in _SEARCH_TOOLS:
+        root = tool_input.get("path")
+        root = root if isinstance(root, str) and root else "."
+        targets.append(root)
+        pattern = tool_input.get("pattern")
+        if tool == "Glob" and isinstance(pattern, str) and pattern:
+            fixed = []
+            for part in PurePosixPath(pattern).parts:
+                if _GLOB_CHARS & set(part):
+                    break
+                fixed.append(part)
+            if fixed:
+                targets.append(str(PurePosixPath(root, *fixed)))
+    return targets
+
+
+def _within(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
