@@ -15,7 +15,7 @@ The scheduler uses one ``Isolation`` per run for every attempt whose executor ne
    none land), so ``verify`` sees exactly what would land;
 5. ``land``: one commit on the checkout's ``HEAD`` (``conductor.landing``);
 6. ``close``: the copy is removed; a failed attempt's copy is kept for inspection until the
-   task's next attempt fails or the next run starts (``conductor status`` lists it).
+   task's next attempt ends or the next run starts (``conductor status`` lists it).
 
 Everything here is blocking (git and file system work); the scheduler calls it in a thread.
 """

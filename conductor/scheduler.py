@@ -959,13 +959,14 @@ class Scheduler:
                 self.kick()
 
     def _close_copy(self, run: _AttemptRun, outcome: Outcome | None) -> None:
-        """Remove the attempt's copy; keep a failed one (and drop the task's older one)."""
+        """Remove the attempt's copy; keep a failed one. An attempt that ended (accepted or
+        not) supersedes the task's older kept copy, which is removed."""
         ws = run.workspace
         if ws is None:
             return
         keep = outcome is not None and not outcome.ok
         tid = run.task.id
-        if keep:
+        if outcome is not None:
             older = self._kept.pop(tid, None)
             if older is not None and self.isolation.discard(older):
                 self._post_copy_removed(older, kept=False)

@@ -144,6 +144,21 @@ async def test_change_outside_files_is_rejected_and_nothing_lands(person: Path) 
     assert (copy / "src" / "b.py").exists()
 
 
+async def test_a_later_accepted_attempt_removes_the_kept_copy(person: Path) -> None:
+    """A failed attempt's copy is kept only until a later attempt of its task ends: once the
+    task completes, the old copy is removed, on the bus, in the same run."""
+    executor = ScriptedExecutor(copy=True)
+    executor.enqueue("make-b", Step(ok=False, error="no"))
+    executor.enqueue("make-b", Step(writes={"src/b.py": "b = 1\n"}))
+    executor.enqueue("docs", Step(writes={"docs/b.md": "b\n"}))
+    result = await run(make_track(TWO), person, executor)
+    assert result.status == "complete", result.failed
+    assert not any((state_of(person, "iso").root / "copies").iterdir())
+    copies = of_type(messages(person, "iso"), "COPY_REMOVED")
+    removed = [(m.worker, m.payload["kept"]) for m in copies]
+    assert removed[:3] == [("make-b.1", True), ("make-b.1", False), ("make-b.2", False)], removed
+
+
 async def test_next_run_removes_kept_copies(person: Path) -> None:
     """A kept copy is removed, on the bus, when the next run starts."""
     executor = ScriptedExecutor(copy=True)
