@@ -282,6 +282,8 @@ def test_status_says_the_conductor_is_running_then_gone_after_kill_9(tmp_path: P
         text = cli(repo, state, "status", "stuck").output
         assert f"the conductor that ran this track (pid {proc.pid}" in text
         assert "is gone" in text and "conductor run" in text
+        assert "1 unfinished" in text and "  wait  unfinished  attempts 1" in text
+        assert data["tasks"][0]["status"] == "running"  # --json keeps the bus's word
         # Named by its id, the track is resumed by its file: status names the file it ran.
         assert f"`conductor run` on {repo / 'track.yaml'} resumes it" in text
         report_text = cli(repo, state, "report", "stuck").output

@@ -301,7 +301,8 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
     TRACK is a track file (all its tasks are listed) or a track id (tasks seen on the bus).
     Each task also shows its cost, landed commit and denied tool calls; a line says which
     conductor is running the track, or that the one that ran it is gone (killed before it
-    recorded the end of its run: `conductor run` resumes it).
+    recorded the end of its run: `conductor run` resumes it), and then the tasks it was
+    running show as unfinished.
     """
     track_id, outline = resolve_outline(track, repo, state_dir)
     sd = require_state(track_id, repo, state_dir, named_by_file=outline is not None)
@@ -326,6 +327,15 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
     counts: dict[str, int] = {}
     for row in rows:
         counts[str(row["status"])] = counts.get(str(row["status"]), 0) + 1
+
+    def shown(row: dict[str, Any]) -> str:
+        """A task's state for a person: an attempt whose conductor is gone (the bus still
+        says running) is unfinished, as `conductor report` says; --json keeps the bus's
+        word beside ``runner.status``."""
+        if row["status"] == "running" and who.status == "gone":
+            return "unfinished"
+        return str(row["status"])
+
     if as_json:
         click.echo(
             json.dumps(
@@ -344,7 +354,10 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
             )
         )
         return
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    seen: dict[str, int] = {}
+    for row in rows:
+        seen[shown(row)] = seen.get(shown(row), 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(seen.items()))
     ended = f", last run: {state.ended}" if state.ended else ""
     cost = f", ${state.cost_usd:.4f}" if state.cost_usd else ""
     click.echo(f"track {track_id}: {summary} ({state.last_seq} messages{ended}{cost})")
@@ -360,7 +373,7 @@ def status(track: str, as_json: bool, repo: Path, state_dir: Path | None) -> Non
     for row in rows:
         duration = f"{row['duration']:.1f}s" if row["duration"] is not None else "-"
         line = (
-            f"  {row['task']:<{width}}  {row['status']:<8}  attempts {row['attempts']}  {duration}"
+            f"  {row['task']:<{width}}  {shown(row):<8}  attempts {row['attempts']}  {duration}"
         )
         if row["cost_usd"]:
             line += f"  ${row['cost_usd']:.4f}"
