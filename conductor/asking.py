@@ -17,9 +17,12 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conductor.errors import ConductorError
+
+if TYPE_CHECKING:
+    from conductor.executors.evidence import ReadGuard
 
 READ_ONLY_TOOLS = ("Read", "Grep", "Glob")
 """The tools a question may use: it reads the repository, it changes nothing."""
@@ -69,6 +72,7 @@ async def ask(
 
     from conductor.executors.claude import claude_executor_from_env, isolated_env
 
+    guard = None if state_root is None else _read_guard(state_root, cwd)
     executor = claude_executor_from_env()
     with tempfile.TemporaryDirectory(prefix="conductor-ask-") as scratch:
         config_dir = Path(scratch) / "claude-config"
@@ -89,7 +93,8 @@ async def ask(
             env=isolated_env(executor.extra_env, config_dir, tmp_dir),
             output_format={"type": "json_schema", "schema": schema},
             stderr=_stderr_to(log_path),
-            hooks=None if state_root is None else {"PreToolUse": [_read_guard(state_root, cwd)]},
+            hooks=None if guard is None else {"PreToolUse": [_refusing(guard, cwd)]},
+            disallowed_tools=[] if guard is None else guard.deny_rules(),
         )
         result: ResultMessage | None = None
         try:
@@ -116,14 +121,19 @@ async def ask(
     )
 
 
-def _read_guard(state_root: Path, cwd: Path) -> Any:
-    """A PreToolUse hook matcher that refuses reads into ``state_root`` (but ``cwd``)."""
-    from claude_agent_sdk import HookMatcher
-
-    from conductor.executors.evidence import GUARDED_MATCHER, ReadGuard
+def _read_guard(state_root: Path, cwd: Path) -> ReadGuard:
+    """Reads kept out of ``state_root``, but ``cwd`` when it lies inside (a reviewed copy)."""
+    from conductor.executors.evidence import ReadGuard
 
     inside = cwd.resolve().is_relative_to(state_root.resolve())
-    guard = ReadGuard(hidden=(state_root,), open=(cwd,) if inside else ())
+    return ReadGuard(hidden=(state_root,), open=(cwd,) if inside else ())
+
+
+def _refusing(guard: ReadGuard, cwd: Path) -> Any:
+    """A PreToolUse hook matcher refusing the reads ``guard`` refuses."""
+    from claude_agent_sdk import HookMatcher
+
+    from conductor.executors.evidence import GUARDED_MATCHER
 
     async def refuse_state_reads(data: Any, _tool_use_id: str | None, _context: Any) -> Any:
         tool_input = data.get("tool_input")

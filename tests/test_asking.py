@@ -123,8 +123,9 @@ def _tool_results(requests: list[dict[str, object]]) -> dict[str, dict[str, obje
 async def test_a_question_cannot_read_conductors_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the real CLI, a question's Read of a file in conductor's state is refused before
-    it happens (the model never sees the file); the repository stays readable."""
+    """With the real CLI, a question asked in the checkout cannot read conductor's state
+    inside it: Read is refused, Grep and Glob leave it out of their results (even past the
+    state's .gitignore), `~user/..` paths are refused; the repository stays readable."""
     repo = tmp_path / "repo"
     state = repo / ".conductor"
     (state / "t").mkdir(parents=True)
@@ -134,12 +135,20 @@ async def test_a_question_cannot_read_conductors_state(
     def read(tool_id: str, path: Path) -> dict[str, object]:
         return {"id": tool_id, "name": "Read", "input": {"file_path": str(path)}}
 
+    def search(tool_id: str, name: str, **given: str) -> dict[str, object]:
+        return {"id": tool_id, "name": name, "input": given}
+
     script = {
         "conversations": [
             {
                 "match": "count",
                 "turns": [
                     {"tool_use": read("toolu_state", state / "t" / "secret.txt")},
+                    {"tool_use": search("toolu_grep", "Grep", pattern="TOPSECRET",
+                                        glob=".conductor/**", output_mode="content")},
+                    {"tool_use": search("toolu_glob", "Glob", pattern="**/*")},
+                    {"tool_use": search("toolu_up", "Grep", pattern="TOPSECRET",
+                                        path="~root/../.conductor")},
                     {"tool_use": read("toolu_readme", repo / "README.md")},
                     {"tool_use": {"name": "StructuredOutput", "input": {"n": 1}}},
                     {"text": "done"},
@@ -155,7 +164,10 @@ async def test_a_question_cannot_read_conductors_state(
         answer = await ask("count", SCHEMA, system="You count.", cwd=repo, state_root=state)
         results = _tool_results(api.requests)
     assert answer.data == {"n": 1}
-    refused = json.dumps(results["toolu_state"])
-    assert results["toolu_state"].get("is_error") is True
-    assert "conductor's state directory" in refused and "TOPSECRET" not in refused
+    assert all("TOPSECRET" not in json.dumps(result) for result in results.values())
+    assert results["toolu_state"].get("is_error") is True  # refused by Claude Code's rules
+    assert "denied" in json.dumps(results["toolu_state"])
+    assert "secret.txt" not in json.dumps(results["toolu_glob"])  # left out of the results
+    assert "README.md" in json.dumps(results["toolu_glob"])
+    assert "conductor's state directory" in json.dumps(results["toolu_up"])  # by the hook
     assert "hello readme" in json.dumps(results["toolu_readme"])

@@ -199,6 +199,7 @@ def test_read_guard_keeps_an_attempt_out_of_the_state_but_its_own_copy(
     checkout, state, copy, tmp = state_layout
     guard = ReadGuard(hidden=(state,), open=(copy, tmp))
     (copy / "out").symlink_to(state / "t" / "bus")
+    (copy / "deep").symlink_to("/usr/share/doc")
 
     def refused(tool: str, **tool_input: str) -> str | None:
         verdict = guard.check(tool, tool_input, copy)
@@ -219,6 +220,10 @@ def test_read_guard_keeps_an_attempt_out_of_the_state_but_its_own_copy(
         ("LS", {"path": "../a.2"}),
         ("Glob", {"pattern": "../../../other/**"}),
         ("Glob", {"pattern": f"{state}/**/*.json"}),
+        ("Grep", {"pattern": "x", "path": "~root/../../.."}),  # a directory `~root` to the CLI
+        ("Grep", {"pattern": "x", "path": "deep/../../bus"}),  # `..` by the text, as the CLI
+        ("Glob", {"pattern": "**", "path": f" {state}"}),  # the CLI trims the path
+        ("Grep", {"pattern": "x", "path": f"\ufeff\u3000{state}/other\n"}),
     ]:
         reason = refused(tool, **call)
         assert reason is not None and "conductor's state directory" in reason, (tool, call)
@@ -238,3 +243,31 @@ def test_read_guard_refuses_searches_above_the_working_directory_that_reach_the_
     assert guard.check("Read", {"file_path": str(state / "t" / "x")}, checkout) is not None
     in_copy = ReadGuard(hidden=(state,), open=(copy,))
     assert in_copy.check("Grep", {"pattern": "x", "path": str(checkout)}, copy) is not None
+
+
+def test_read_guard_gives_claude_code_rules_for_all_of_the_state_but_the_open_directories(
+    state_layout: tuple[Path, Path, Path, Path],
+) -> None:
+    """The deny rules name every entry of the state beside the path to the open directories
+    (so Grep and Glob leave them out of results); with none open, the state as a whole."""
+    checkout, state, copy, tmp = state_layout
+    for name in ("bus", "workers"):
+        (state / "t" / name).mkdir()
+    (state / "other").mkdir()
+    (state / ".gitignore").write_text("*\n")
+    (state / "t" / "copies" / "b.1").mkdir()
+    rules = ReadGuard(hidden=(state,), open=(copy, tmp)).deny_rules()
+    assert rules == [
+        f"Read(/{state}/.gitignore)",
+        f"Read(/{state}/other/**)",
+        f"Read(/{state}/t/bus/**)",
+        f"Read(/{state}/t/copies/b.1/**)",
+        f"Read(/{state}/t/workers/**)",
+    ]
+    assert ReadGuard(hidden=(state,)).deny_rules() == [f"Read(/{state}/**)"]
+    odd = checkout / "st(a)te"
+    odd.mkdir()
+    assert ReadGuard(hidden=(odd,)).deny_rules() == []  # the hook alone guards it...
+    refused = ReadGuard(hidden=(odd,)).check("Grep", {"pattern": "x"}, checkout)
+    assert refused is not None  # ...so a search that holds it is refused, even at the cwd
+    assert ReadGuard(hidden=(state,)).check("Grep", {"pattern": "x"}, checkout) is None

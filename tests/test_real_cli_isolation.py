@@ -165,14 +165,23 @@ async def test_bash_writes_outside_files_repo_and_git_are_stopped(
 
 async def test_reading_conductors_state_is_refused(person: Path, tmp_path: Path) -> None:
     """Read and Grep, which Claude Code's sandbox does not reach, cannot read conductor's state
-    (the workers' secret, every track's bus): the read guard refuses them before they run, so
-    the model never sees it; reading the copy still works and the honest work lands."""
+    (the workers' secret, every track's bus), not even through a symlink the CLI reads past:
+    the read guard refuses them before they run, so the model never sees it; reading the copy
+    still works and the honest work lands."""
     state_root = Path(os.environ["CONDUCTOR_STATE_DIR"])
     secret = state_root / "adv" / "workers" / ".secret"
+    tmp = state_root / "adv" / "copies" / "t.1.tmp"
     turns = [
         {"tool_use": {"id": "toolu_secret", "name": "Read", "input": {"file_path": str(secret)}}},
         {"tool_use": {"id": "toolu_grep", "name": "Grep",
                       "input": {"pattern": "secret", "path": str(state_root)}}},
+        # In the attempt's temporary directory (beside its copy) a link deep elsewhere:
+        # `deep/../..` is that directory's parent to the CLI, which reads `..` by the text.
+        bash(f"ln -s /usr/share/doc {tmp}/deep"),
+        {"tool_use": {"id": "toolu_skew", "name": "Grep",
+                      "input": {"pattern": ".", "path": f"{tmp}/deep/../../../workers"}}},
+        {"tool_use": {"id": "toolu_space", "name": "Glob",  # the CLI trims the path
+                      "input": {"pattern": "**/*", "path": f" {state_root}"}}},
         {"tool_use": {"id": "toolu_own", "name": "Read", "input": {"file_path": "README.md"}}},
         bash("mkdir -p src && echo 'ok = 1' > src/ok.py"),
         complete("src/ok.py"),
@@ -182,8 +191,7 @@ async def test_reading_conductors_state_is_refused(person: Path, tmp_path: Path)
     r = await run(person, tmp_path, tasks, [conversation("t", *turns)])
     assert r.result.failed == {}
     denied = [(m.payload["tool"], m.payload["reason"]) for m in r.of("TOOL_DENIED", "t")]
-    assert [tool for tool, _ in denied] == ["Read", "Grep"], denied
-    assert all("conductor's state directory" in reason for _, reason in denied)
+    assert sorted(tool for tool, _ in denied) == ["Glob", "Grep", "Grep", "Read"], denied
     results = {
         block["tool_use_id"]: block
         for request in r.requests
@@ -192,9 +200,13 @@ async def test_reading_conductors_state_is_refused(person: Path, tmp_path: Path)
         for block in message["content"]
         if block.get("type") == "tool_result"
     }
-    for refused in ("toolu_secret", "toolu_grep"):
+    for refused in ("toolu_secret", "toolu_grep", "toolu_skew", "toolu_space"):
         assert results[refused].get("is_error") is True
-        assert "conductor's state directory" in str(results[refused]["content"])
+        assert "denied" in str(results[refused]["content"]) or "state directory" in str(
+            results[refused]["content"]
+        )
+        assert '"secret"' not in str(results[refused]["content"])
+        assert "bus/" not in str(results[refused]["content"])
     assert "readme" in str(results["toolu_own"]["content"])
     assert_checkout(person, {"src/ok.py": "ok = 1\n"}, commits=1)
 

@@ -711,6 +711,7 @@ class ClaudeExecutor(ExecutorBase):
             include_partial_messages=True,  # responses' usage as it streams (``Meter``)
             stderr=stderr,
             hooks=hooks,
+            disallowed_tools=read_guard(ctx).deny_rules(),
             setting_sources=cast("list[SettingSource]", sources),
             session_id=session_id,
             sandbox=cast("Any", claude_settings(ctx.sandbox.allowed_domains, ctx.sandbox.hidden))
@@ -747,10 +748,7 @@ class ClaudeExecutor(ExecutorBase):
             locks=locks_covering(locks) if locks is not None else None,
             extra_forbidden=() if ctx.workdir is not None else (ctx.state_root,),
         )
-        reads = ReadGuard(
-            hidden=(ctx.state_root.parent,),  # every track's state, as the sandbox hides it
-            open=tuple(d for d in (ctx.workdir, ctx.tmp_dir) if d is not None),
-        )
+        reads = read_guard(ctx)
 
         def deny(name: str, path: str, reason: str, tool_use_id: str | None) -> HookJSONOutput:
             transcript.denied(tool_use_id, name, path, reason)
@@ -1008,6 +1006,14 @@ def user_prompt(task_id: str, name: str | None = None) -> str:
         f"summary and the files you changed; if you cannot do it, call "
         f"{qualified(REPORT_FAILED)} with the reason."
     )
+
+
+def read_guard(ctx: AttemptContext) -> ReadGuard:
+    """What the attempt's reading tools are kept out of: every track's state, as the sandbox
+    hides it from Bash, but the attempt's own copy, temporary and worker directories (the
+    CLI keeps its config there, and a long tool output it tells the model to Read)."""
+    mine = (ctx.workdir, ctx.tmp_dir, ctx.worker_dir)
+    return ReadGuard(hidden=(ctx.state_root.parent,), open=tuple(d for d in mine if d))
 
 
 def claude_executor_from_env(environ: Mapping[str, str] | None = None) -> ClaudeExecutor:

@@ -273,14 +273,23 @@ class ReadGuard:
     """Keeps a session's reading tools out of conductor's state directory.
 
     Claude Code's sandbox hides the state from Bash, but Read, Grep and Glob run in the CLI
-    itself, outside that sandbox (its ``denyRead`` does not reach them), so this guard, a
-    PreToolUse hook, refuses them the same directories: other attempts' transcripts, logs and
-    copies, the bus and the workers' secret. A read may go anywhere else, as Bash may; the
-    ``open`` directories (the attempt's own copy and temporary directory, which live inside
-    the state) stay readable, and a search rooted above the session's working directory that
-    would walk into the state is refused. A search at or below the working directory may
-    contain the state (a question asked in the checkout, with ``.conductor/`` in it): the
-    state's own ``.gitignore`` keeps the search tools out of it.
+    itself, outside that sandbox (its ``denyRead`` does not reach them). Two layers keep them
+    out of the state (other attempts' transcripts, logs and copies, the bus, the workers'
+    secret), apart from the ``open`` directories inside it (the attempt's own copy, temporary
+    and worker directories):
+
+    - ``deny_rules``: Claude Code permission rules (``Read(//path/**)``) for everything in the
+      state but the open directories, as it stands when the session starts. The CLI applies
+      them to Read and leaves what they cover out of Grep's and Glob's results, ignore files
+      or not;
+    - ``check``, a PreToolUse hook: a call naming a path inside the state is refused, however
+      it is written (``..``, symlinks: both the path as the CLI normalises it and the file it
+      really is are judged), and so is a search rooted above the working directory that
+      would walk into the state.
+
+    A read may go anywhere else, as Bash may. Both layers judge a path when the tool is
+    called: a symlink swapped between that check and the read itself can still win, so the
+    state is kept from agents as far as a hook can keep it, not by the operating system.
     """
 
     hidden: tuple[Path, ...]
@@ -297,21 +306,85 @@ class ReadGuard:
                 return raw, reason
         return None
 
-    def _refusal(self, raw: str, cwd: Path, search: bool) -> str | None:
-        target = Path(os.path.realpath(cwd / os.path.expanduser(raw)))
-        if any(_within(target, Path(os.path.realpath(d))) for d in self.open):
-            return None
+    def deny_rules(self) -> list[str]:
+        """Claude Code ``Read`` deny rules for everything under ``hidden`` but ``open``.
+
+        A path whose text a rule could misread (glob or rule characters in it) gets no rule;
+        the hook still guards it.
+        """
+        opened = [Path(os.path.realpath(d)) for d in self.open]
+        rules: list[str] = []
+
+        def deny(path: Path, directory: bool) -> None:
+            if _ruled(path):
+                rules.append(f"Read(/{path}/**)" if directory else f"Read(/{path})")
+
+        def walk(directory: Path) -> None:
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            except OSError:
+                return
+            for entry in entries:
+                path = Path(entry.path)
+                if path in opened:
+                    continue
+                if any(path in o.parents for o in opened):
+                    walk(path)
+                else:
+                    deny(path, entry.is_dir(follow_symlinks=False))
+
         for hidden in self.hidden:
-            state = Path(os.path.realpath(hidden))
-            if _within(target, state):
-                return f"{raw} is inside conductor's state directory; read your own files"
-            inside_cwd = _within(target, Path(os.path.realpath(cwd)))
-            if search and _within(state, target) and not inside_cwd:
-                return (
-                    f"searching {raw} would reach into conductor's state directory; search "
-                    "inside the repository"
-                )
+            root = Path(os.path.realpath(hidden))
+            if any(root in o.parents for o in opened):
+                walk(root)
+            else:
+                deny(root, True)
+        return rules
+
+    def _refusal(self, raw: str, cwd: Path, search: bool) -> str | None:
+        here = Path(os.path.realpath(cwd))
+        forms: set[Path] = set()
+        # The CLI trims the path and normalises `..` by the text; the file system follows
+        # links: judge every reading.
+        for text in {raw, raw.strip(_TRIMMED)}:
+            written = os.path.join(here, _home(text))
+            for form in (written, os.path.normpath(written)):
+                forms.add(Path(os.path.realpath(form)))
+        opened = [Path(os.path.realpath(d)) for d in self.open]
+        for target in forms:
+            if any(_within(target, o) for o in opened):
+                continue
+            for hidden in self.hidden:
+                state = Path(os.path.realpath(hidden))
+                if _within(target, state):
+                    return f"{raw} is inside conductor's state directory; read your own files"
+                # A search of the working directory may hold the state (a question asked in
+                # the checkout) only when Claude Code's rules leave the state out of results.
+                ruled = _ruled(state) and _within(target, here)
+                if search and _within(state, target) and not ruled:
+                    return (
+                        f"searching {raw} would reach into conductor's state directory; search "
+                        "inside the repository"
+                    )
         return None
+
+
+_RULE_UNSAFE = frozenset("*?[]{}()\\")
+_TRIMMED = "".join(chr(c) for c in range(0x3000 + 1) if chr(c).isspace()) + "\ufeff"
+"""Characters the CLI trims from a path (JavaScript's whitespace, and more)."""
+
+
+def _ruled(path: Path) -> bool:
+    """Whether a Claude Code rule can name ``path`` (no glob or rule characters in it)."""
+    return not _RULE_UNSAFE & set(str(path))
+
+
+def _home(raw: str) -> str:
+    """``raw`` with a leading ``~`` or ``~/`` made the home directory, as the CLI reads it
+    (``~name`` is a file name to it, not that user's home)."""
+    if raw == "~" or raw.startswith("~/"):
+        return os.path.expanduser("~") + raw[1:]
+    return raw
 
 
 def _read_targets(tool: str, tool_input: dict[str, Any]) -> list[str]:
