@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conductor.asking import AskError, ask
+from conductor.asking import Answer, AskError, ask
 from conductor.testing import fake_cli_path, read_fake_log
 from conductor.testing.fake_api import FakeMessagesAPI, bundled_cli_path, real_cli_env
 
@@ -75,6 +76,20 @@ async def test_a_failed_session_is_an_error(
         await ask("count the files", SCHEMA, system="You count.", cwd=tmp_path)
 
 
+async def ask_the_real_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: dict[str, Any], **kw: Any
+) -> tuple[Answer, list[dict[str, Any]]]:
+    """``ask("count the files", ...)`` of the real CLI, whose model is the fake API playing
+    ``script``; the answer, and the requests the CLI sent."""
+    with FakeMessagesAPI(script) as api:
+        env = real_cli_env(api.base_url, tmp_path / "config", tmp_dir=tmp_path / "tmp")
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("CONDUCTOR_CLAUDE_CLI", str(bundled_cli_path()))
+        answer = await ask("count the files", SCHEMA, system="You count.", **kw)
+        return answer, list(api.requests)
+
+
 @pytest.mark.real_cli
 @pytest.mark.skipif(bundled_cli_path() is None, reason="no bundled Claude Code CLI")
 async def test_the_real_cli_answers_through_its_structured_output_tool(
@@ -95,13 +110,8 @@ async def test_the_real_cli_answers_through_its_structured_output_tool(
             }
         ]
     }
-    with FakeMessagesAPI(script) as api:
-        env = real_cli_env(api.base_url, tmp_path / "config", tmp_dir=tmp_path / "tmp")
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("CONDUCTOR_CLAUDE_CLI", str(bundled_cli_path()))
-        answer = await ask("count the files", SCHEMA, system="You count.", cwd=tmp_path)
-        tools = [t["name"] for t in api.requests[0]["tools"]]
+    answer, requests = await ask_the_real_cli(tmp_path, monkeypatch, script, cwd=tmp_path)
+    tools = [t["name"] for t in requests[0]["tools"]]
     assert answer.data == {"n": 3} and answer.cost_usd > 0
     assert sorted(tools) == ["Glob", "Grep", "Read", "StructuredOutput"]
 
@@ -156,13 +166,10 @@ async def test_a_question_cannot_read_conductors_state(
             }
         ]
     }
-    with FakeMessagesAPI(script) as api:
-        env = real_cli_env(api.base_url, tmp_path / "config", tmp_dir=tmp_path / "tmp")
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("CONDUCTOR_CLAUDE_CLI", str(bundled_cli_path()))
-        answer = await ask("count", SCHEMA, system="You count.", cwd=repo, state_root=state)
-        results = _tool_results(api.requests)
+    answer, requests = await ask_the_real_cli(
+        tmp_path, monkeypatch, script, cwd=repo, state_root=state
+    )
+    results = _tool_results(requests)
     assert answer.data == {"n": 1}
     assert all("TOPSECRET" not in json.dumps(result) for result in results.values())
     assert results["toolu_state"].get("is_error") is True  # refused by Claude Code's rules

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,22 +31,28 @@ HEAVY = ("pydantic", "claude_agent_sdk", "asyncio", "anyio", "structlog", "yaml"
 """Modules a command that touches one message, or none, has no use for."""
 
 
-def loaded(cwd: Path, *args: str) -> set[str]:
-    """Top-level packages and conductor modules loaded by ``conductor ARGS`` (it must exit 0)."""
+def reported(script: str, cwd: Path, *args: str) -> tuple[str, dict[str, Any]]:
+    """Run ``script`` (``_REPORT`` or ``_CONSOLE``) with ARGS in a fresh interpreter; return
+    its stdout and the report it wrote (it must exit 0)."""
     report = cwd / "modules.json"
     # Not measured for coverage: coverage's own imports (pathlib...) would be counted.
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
     proc = subprocess.run(
-        [sys.executable, "-c", _REPORT, str(report), *args],
+        [sys.executable, "-c", script, str(report), *args],
         cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(report.read_text())
+    result: dict[str, Any] = json.loads(report.read_text())
     assert result["code"] == 0, proc.stderr
-    modules: list[str] = result["modules"]
+    return proc.stdout, result
+
+
+def loaded(cwd: Path, *args: str) -> set[str]:
+    """Top-level packages and conductor modules loaded by ``conductor ARGS`` (it must exit 0)."""
+    modules: list[str] = reported(_REPORT, cwd, *args)[1]["modules"]
     return {m for m in modules if m.startswith("conductor.")} | {m.split(".")[0] for m in modules}
 
 
@@ -69,25 +76,16 @@ out = sys.argv[1]
 sys.argv = ["conductor", *sys.argv[2:]]
 console()
 with open(out, "w") as f:
-    json.dump(sorted(sys.modules), f)
+    json.dump({"code": 0, "modules": sorted(sys.modules)}, f)
 """
 
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["-h"]])
 def test_console_answers_version_and_help_without_click(tmp_path: Path, args: list[str]) -> None:
     """The `conductor` command answers `--version` and `--help` without loading click."""
-    report = tmp_path / "modules.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
-    proc = subprocess.run(
-        [sys.executable, "-c", _CONSOLE, str(report), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    modules = {m.split(".")[0] for m in json.loads(report.read_text())}
-    assert_none_of(modules, "click", *HEAVY)
-    assert proc.stdout.startswith("conductor, version" if args == ["--version"] else "Usage:")
+    stdout, result = reported(_CONSOLE, tmp_path, *args)
+    assert_none_of({m.split(".")[0] for m in result["modules"]}, "click", *HEAVY)
+    assert stdout.startswith("conductor, version" if args == ["--version"] else "Usage:")
 
 
 @pytest.mark.parametrize("columns", ["40", "80", "132"])
