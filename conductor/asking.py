@@ -133,7 +133,7 @@ def _refusing(guard: ReadGuard, cwd: Path) -> Any:
     """A PreToolUse hook matcher refusing the reads ``guard`` refuses."""
     from claude_agent_sdk import HookMatcher
 
-    from conductor.executors.evidence import GUARDED_MATCHER
+    from conductor.executors.evidence import GUARDED_MATCHER, denial
 
     async def refuse_state_reads(data: Any, _tool_use_id: str | None, _context: Any) -> Any:
         tool_input = data.get("tool_input")
@@ -143,15 +143,7 @@ def _refusing(guard: ReadGuard, cwd: Path) -> Any:
             refused = guard.check(name, dict(tool_input), here) if tool_input else None
         except Exception as exc:  # fail closed
             refused = ("", f"conductor could not check this read ({exc})")
-        if refused is None:
-            return {}
-        return {
-            "hookSpecificOutput": {
-                "hookEventName": "PreToolUse",
-                "permissionDecision": "deny",
-                "permissionDecisionReason": f"conductor: {refused[1]}",
-            }
-        }
+        return {} if refused is None else denial(refused[1])
 
     return HookMatcher(matcher=GUARDED_MATCHER, hooks=[refuse_state_reads])
 

@@ -101,6 +101,7 @@ from conductor.executors.evidence import (
     Evidence,
     FileGuard,
     ReadGuard,
+    denial,
     guarded_path,
     judge,
     locks_covering,
@@ -752,19 +753,13 @@ class ClaudeExecutor(ExecutorBase):
 
         def deny(name: str, path: str, reason: str, tool_use_id: str | None) -> HookJSONOutput:
             transcript.denied(tool_use_id, name, path, reason)
-            denial = {"tool": name, "path": path, "reason": reason}
-            evidence.denials.append(denial)
+            refused = {"tool": name, "path": path, "reason": reason}
+            evidence.denials.append(refused)
             try:
-                ctx.post(MessageType.TOOL_DENIED, payload=denial)
+                ctx.post(MessageType.TOOL_DENIED, payload=refused)
             except Exception:  # the denial stands even when the bus refuses the message
                 log.exception("cannot post TOOL_DENIED", worker=ctx.worker_id)
-            return {
-                "hookSpecificOutput": {
-                    "hookEventName": "PreToolUse",
-                    "permissionDecision": "deny",
-                    "permissionDecisionReason": f"conductor: {reason}",
-                }
-            }
+            return cast("HookJSONOutput", denial(reason))
 
         async def pre_tool_use(
             data: HookInput, tool_use_id: str | None, _context: HookContext

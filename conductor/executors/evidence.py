@@ -387,6 +387,17 @@ def _home(raw: str) -> str:
     return raw
 
 
+def denial(reason: str) -> dict[str, Any]:
+    """A PreToolUse hook's answer refusing the tool call, with ``reason`` for the model."""
+    return {
+        "hookSpecificOutput": {
+            "hookEventName": "PreToolUse",
+            "permissionDecision": "deny",
+            "permissionDecisionReason": f"conductor: {reason}",
+        }
+    }
+
+
 def _read_targets(tool: str, tool_input: dict[str, Any]) -> list[str]:
     """What a read tool call reads under: the file it names, or the directory it searches
     (``.``, the working directory, when it names none) joined with the fixed leading part of
