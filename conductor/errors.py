@@ -54,6 +54,9 @@ class ConductorError(Exception):
         self.line = line
         self.field = field
         self.task_id = task_id
+        self.others: tuple[ConductorError, ...] = ()
+        """Further problems found with this one, earliest line first (a file with several
+        mistakes is one error naming the first, ``(and N more problems)``)."""
 
     def __str__(self) -> str:
         where = ""

@@ -161,8 +161,8 @@ def check(text: str, repo: Path, path: Path) -> list[str]:
 
     try:
         track = parse_track(text, path)
-    except TrackError as exc:
-        return [str(exc)]
+    except TrackError as exc:  # every problem of the file, so one round can fix them all
+        return [str(problem) for problem in (exc, *exc.others)]
     problems: list[str] = []
     plan = make_plan(track)
     for a, b, files in plan.conflicts:

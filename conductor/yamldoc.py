@@ -160,9 +160,11 @@ def schema_problems(
 
 
 def first_of(problems: list[ConductorError]) -> ConductorError:
-    """The problem on the earliest line, saying how many more there are."""
+    """The problem on the earliest line, saying how many more there are (kept in its
+    ``others``)."""
     problems.sort(key=lambda e: e.line or 0)
     first = problems[0]
+    first.others = tuple(problems[1:])
     if len(problems) > 1:
         more = len(problems) - 1
         first.message += f" (and {more} more problem{'s' if more > 1 else ''})"

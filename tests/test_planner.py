@@ -196,6 +196,21 @@ def test_an_agent_nobody_defined_and_a_bad_field_are_problems(repo: Path, tmp_pa
     assert "ghost" in second and "no agent fits it" in second
 
 
+def test_every_schema_problem_of_a_plan_goes_back_in_one_round(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A plan with several field mistakes gets all of them back at once, not one a round."""
+    bad = copy.deepcopy(PLAN)
+    bad["tasks"][0]["max_attempts"] = 0
+    bad["tasks"][0]["type"] = "Not A Type"
+    bad["tasks"][1]["timeout"] = "soon"
+    env = environment(tmp_path, [planner(bad, PLAN)])
+    assert conductor(repo, env, "plan", "--goal", "Greet", "--out", "g.yaml").returncode == 0
+    second = json.dumps(planner_sessions(tmp_path)[1])
+    for field in ("tasks[0].max_attempts", "tasks[0].type", "tasks[1].timeout"):
+        assert field in second, field
+
+
 
 @pytest.mark.anyio
 async def test_questions_are_put_to_the_person_and_answered(
