@@ -151,6 +151,16 @@ def run_track(
     )
 
 
+def ran(
+    root: Path, track: dict[str, Any], script: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
+    """A repository under ``root`` where ``track`` ran to its end: (repo, state root)."""
+    repo, state = git_repo(root / "repo"), root / "state"
+    result = run_track(repo, state, track, script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return repo, state
+
+
 def cli(repo: Path, state: Path, *args: str) -> Result:
     """``conductor ARGS --repo REPO --state-dir STATE`` in-process."""
     return CliRunner().invoke(

@@ -18,6 +18,7 @@ from reportkit import (
     cli,
     git_repo,
     offline_env,
+    ran,
     run_track,
 )
 
@@ -28,11 +29,7 @@ from conductor.terminal import visible
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """The Claude track run once against the fake CLI: (repo, state root)."""
-    root = tmp_path_factory.mktemp("logs")
-    repo, state = git_repo(root / "repo"), root / "state"
-    result = run_track(repo, state, CLAUDE_TRACK, CLAUDE_SCRIPT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    yield repo, state
+    yield ran(tmp_path_factory.mktemp("logs"), CLAUDE_TRACK, CLAUDE_SCRIPT)
 
 
 def test_claude_attempt_renders_text_tools_denials_verify_outcome(story: tuple[Path, Path]) -> None:

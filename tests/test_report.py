@@ -24,7 +24,7 @@ from reportkit import (
     cli,
     git_repo,
     offline_env,
-    run_track,
+    ran,
 )
 
 from conductor.bus import Bus
@@ -37,21 +37,13 @@ from conductor.report import build_report, place, render_text, timeline
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """The Claude track run once against the fake CLI: (repo, state root)."""
-    root = tmp_path_factory.mktemp("story")
-    repo, state = git_repo(root / "repo"), root / "state"
-    result = run_track(repo, state, CLAUDE_TRACK, CLAUDE_SCRIPT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    yield repo, state
+    yield ran(tmp_path_factory.mktemp("story"), CLAUDE_TRACK, CLAUDE_SCRIPT)
 
 
 @pytest.fixture(scope="module")
 def flaky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """The shell track whose first task fails once: (repo, state root)."""
-    root = tmp_path_factory.mktemp("flaky")
-    repo, state = git_repo(root / "repo"), root / "state"
-    result = run_track(repo, state, SHELL_TRACK)
-    assert result.returncode == 0, result.stderr[-3000:]
-    yield repo, state
+    yield ran(tmp_path_factory.mktemp("flaky"), SHELL_TRACK)
 
 
 def test_report_json_has_attempts_cost_tokens_denials_verify(story: tuple[Path, Path]) -> None:
