@@ -28,6 +28,13 @@ def _private_state(
 
 
 @pytest.fixture(autouse=True)
+def _errors_as_for_a_person(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Conductor errors go through the CLI's handler, as for a person (the debugging switch
+    that re-raises them is off)."""
+    monkeypatch.delenv("CONDUCTOR_RAISE_ERRORS", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _no_real_model(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Any real model call fails: no key, and the API base points at a closed local port."""
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"):

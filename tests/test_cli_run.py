@@ -6,10 +6,9 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from clikit import invoke
 
-from conductor.cli import main
 from conductor.locks import RunLock
 from conductor.paths import StateDir
 
@@ -25,16 +24,6 @@ tasks:
     depends_on: [test]
     run: "true"
 """
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-@pytest.fixture(autouse=True)
-def _no_raise(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Errors go through the CLI's handler, as for a user."""
-    monkeypatch.delenv("CONDUCTOR_RAISE_ERRORS", raising=False)
 
 
 def write_track(repo: Path, text: str) -> Path:

@@ -7,9 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-
-from conductor.cli import main
+from clikit import invoke
 
 TRACK = """\
 track: demo
@@ -23,16 +21,6 @@ tasks:
     depends_on: [test]
     run: "true"
 """
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-@pytest.fixture(autouse=True)
-def _no_raise(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Errors go through the CLI's handler, as for a user."""
-    monkeypatch.delenv("CONDUCTOR_RAISE_ERRORS", raising=False)
 
 
 @pytest.fixture

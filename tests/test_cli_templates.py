@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner, Result
+from clikit import invoke
 
-from conductor.cli import main
 from conductor.templates import builtin_templates_dir
 
 TRACK = """\
@@ -53,10 +52,6 @@ HEADER = (
     "---\nname: {name}\ndescription: d\nlifecycle: ephemeral\nspecialization: s\n"
     "tools: [Read]\n---\n"
 )
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def make_repo(tmp_path: Path) -> Path:

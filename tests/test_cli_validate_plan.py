@@ -6,23 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
+from clikit import invoke
 
 from conductor.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 HELLO = ROOT / "tracks" / "hello" / "track.yaml"
 SEED = ROOT / "tracks" / "seed-example" / "track.yaml"
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-@pytest.fixture(autouse=True)
-def _no_raise(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Errors go through the CLI's handler, as for a user."""
-    monkeypatch.delenv("CONDUCTOR_RAISE_ERRORS", raising=False)
 
 
 def write(tmp_path: Path, text: str) -> Path:
