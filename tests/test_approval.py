@@ -208,25 +208,34 @@ def _track_file(repo: Path) -> Path:
     return path
 
 
-def _wait_request(repo: Path, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not (state_of(repo, "gate").bus.is_dir() and "APPROVAL_REQUESTED" in types(repo, "gate")):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never asked for approval"
-        time.sleep(0.05)
-
-
-def test_reject_from_another_shell_ends_the_run_with_6(repo: Path) -> None:
-    """A waiting `run --approve` (not a terminal) ends with exit 6 on `conductor reject`."""
+def _waiting_run(repo: Path, output: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """`run --approve` off a terminal (stdout and stderr to ``output``), once it has asked."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "conductor", "run", "--approve", str(_track_file(repo))],
         cwd=repo,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=output,
     )
+    deadline = time.monotonic() + DEADLINE
     try:
-        _wait_request(repo, proc)
+        while not (
+            state_of(repo, "gate").bus.is_dir() and "APPROVAL_REQUESTED" in types(repo, "gate")
+        ):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never asked for approval"
+            time.sleep(0.05)
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=DEADLINE)
+        raise
+    return proc
+
+
+def test_reject_from_another_shell_ends_the_run_with_6(repo: Path) -> None:
+    """A waiting `run --approve` (not a terminal) ends with exit 6 on `conductor reject`."""
+    proc = _waiting_run(repo, subprocess.PIPE)
+    try:
         res = cli(repo, "reject", "gate", "-m", "wrong branch")
         assert res.exit_code == 0, res.output
         _, err = proc.communicate(timeout=DEADLINE)
@@ -240,39 +249,11 @@ def test_reject_from_another_shell_ends_the_run_with_6(repo: Path) -> None:
 
 def test_the_prompt_on_a_terminal_asks_and_records_why(repo: Path) -> None:
     """On a terminal `run --approve` shows the plan and asks y/n; "n" asks why, exit 6."""
-    import pty
-
-    track = _track_file(repo)
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conductor", "run", "--approve", str(track)],
-        cwd=repo,
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-    )
-    os.close(follower)
-    screen = b""
-
-    def read_until(text: bytes) -> None:
-        nonlocal screen
-        deadline = time.monotonic() + DEADLINE
-        while text not in screen:
-            assert time.monotonic() < deadline, screen.decode(errors="replace")
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the child closed the terminal
-                chunk = b""
-            if not chunk:
-                assert proc.poll() is None, screen.decode(errors="replace")
-                time.sleep(0.05)
-            screen += chunk
-
+    proc, leader, screen = _prompting_run(repo)
     try:
-        read_until(b"Approve this run?")
         assert b"1. a" in screen and b"2. b" in screen
         os.write(leader, b"n\n")
-        read_until(b"Why not")
+        _read_until(leader, proc, b"Why not", screen)
         os.write(leader, b"too risky\n")
         proc.wait(timeout=DEADLINE)
     finally:
@@ -283,8 +264,27 @@ def test_the_prompt_on_a_terminal_asks_and_records_why(repo: Path) -> None:
     assert payload_of(repo, "gate", "REJECT")[0] == {"reason": "too risky", "by": "prompt"}
 
 
-def _prompting_run(repo: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """`run --approve` on a pseudo-terminal, once it shows the y/n question."""
+def _read_until(
+    leader: int, proc: subprocess.Popen[bytes], text: bytes, screen: bytes = b""
+) -> bytes:
+    """What the terminal showed, ``screen`` first, read until it shows ``text``."""
+    deadline = time.monotonic() + DEADLINE
+    while text not in screen:
+        assert time.monotonic() < deadline, screen.decode(errors="replace")
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            chunk = b""
+        if not chunk:
+            assert proc.poll() is None, screen.decode(errors="replace")
+            time.sleep(0.05)
+        screen += chunk
+    return screen
+
+
+def _prompting_run(repo: Path) -> tuple[subprocess.Popen[bytes], int, bytes]:
+    """`run --approve` on a pseudo-terminal, once it shows the y/n question: the process, the
+    terminal's leader side and what it showed."""
     import pty
 
     leader, follower = pty.openpty()
@@ -296,12 +296,13 @@ def _prompting_run(repo: Path) -> tuple[subprocess.Popen[bytes], int]:
         stderr=follower,
     )
     os.close(follower)
-    screen = b""
-    deadline = time.monotonic() + DEADLINE
-    while b"Approve this run?" not in screen:
-        assert time.monotonic() < deadline and proc.poll() is None, screen.decode("replace")
-        screen += os.read(leader, 4096)
-    return proc, leader
+    try:
+        return proc, leader, _read_until(leader, proc, b"Approve this run?")
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=DEADLINE)
+        os.close(leader)
+        raise
 
 
 def _drain(leader: int, proc: subprocess.Popen[bytes]) -> None:
@@ -318,7 +319,7 @@ def test_ctrl_c_at_the_prompt_ends_the_run_at_once(repo: Path) -> None:
     """SIGINT while `run --approve` waits at its terminal prompt exits 130, not a hang."""
     import signal
 
-    proc, leader = _prompting_run(repo)
+    proc, leader, _ = _prompting_run(repo)
     try:
         proc.send_signal(signal.SIGINT)
         _drain(leader, proc)
@@ -332,7 +333,7 @@ def test_ctrl_c_at_the_prompt_ends_the_run_at_once(repo: Path) -> None:
 
 def test_end_of_input_at_the_prompt_answers_no(repo: Path) -> None:
     """Ctrl-D at the y/n question is its default, no: a REJECT, exit 6, no traceback."""
-    proc, leader = _prompting_run(repo)
+    proc, leader, _ = _prompting_run(repo)
     try:
         os.write(leader, b"\x04")
         _drain(leader, proc)
@@ -364,15 +365,8 @@ def test_status_says_a_run_waits_for_approval(repo: Path) -> None:
     """`status` names the wait and the commands that end it; --json has approval pending."""
     import json
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conductor", "run", "--approve", str(_track_file(repo))],
-        cwd=repo,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _waiting_run(repo)
     try:
-        _wait_request(repo, proc)
         res = cli(repo, "status", "gate")
         assert res.exit_code == 0, res.output
         assert "waiting for approval: conductor approve gate" in res.output
@@ -389,18 +383,9 @@ def test_status_says_a_run_waits_for_approval(repo: Path) -> None:
 
 def test_approve_refuses_when_the_run_that_asked_was_killed(repo: Path) -> None:
     """After kill -9 of a waiting run, `approve` says nobody waits (exit 2) and posts nothing."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conductor", "run", "--approve", str(_track_file(repo))],
-        cwd=repo,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_request(repo, proc)
-    finally:
-        proc.kill()
-        proc.wait(timeout=DEADLINE)
+    proc = _waiting_run(repo)
+    proc.kill()
+    proc.wait(timeout=DEADLINE)
     before = types(repo, "gate")
     res = cli(repo, "approve", "gate")
     assert res.exit_code == 2 and "the conductor that asked is gone" in res.output
