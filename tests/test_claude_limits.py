@@ -11,30 +11,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
+from fakekit import complete, conductor, rule
+from fakekit import setup as fake_setup
 
 from conductor.bus import Bus
 from conductor.paths import StateDir
-from conductor.testing import fake_cli_path, read_fake_log
-
-
-def rule(task: str, **kw: Any) -> dict[str, Any]:
-    return {"match": f"Carry out task {task} (", **kw}
-
-
-def complete(*files: str) -> dict[str, Any]:
-    return {
-        "mcp": {
-            "tool": "report_complete",
-            "input": {"summary": "done", "files_changed": list(files)},
-        }
-    }
+from conductor.testing import read_fake_log
 
 
 def writes(path: str) -> list[dict[str, Any]]:
@@ -48,28 +35,8 @@ def task(tid: str, **kw: Any) -> dict[str, Any]:
 def setup(
     repo: Path, tmp_path: Path, track: dict[str, Any], script: dict[str, Any], **env_kw: str
 ) -> dict[str, str]:
-    (repo / "track.yaml").write_text(yaml.safe_dump(track))
-    (tmp_path / "script.yaml").write_text(yaml.safe_dump(script))
-    env = dict(os.environ)
-    env.update(
-        CONDUCTOR_CLAUDE_CLI=str(fake_cli_path()),
-        CONDUCTOR_FAKE_SCRIPT=str(tmp_path / "script.yaml"),
-        CONDUCTOR_FAKE_LOG=str(tmp_path / "fake.jsonl"),
-        CONDUCTOR_CLAUDE_API_BACKOFF="0.01",
-        CONDUCTOR_LIMIT_BACKOFF="0.2",
-        **env_kw,
-    )
-    return env
-
-
-def conductor(repo: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "conductor", "--log-format", "json", *args],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    """``fakekit.setup``, with limit waits of 0.2 s."""
+    return fake_setup(repo, tmp_path, track, script, CONDUCTOR_LIMIT_BACKOFF="0.2", **env_kw)
 
 
 def finish(proc: subprocess.Popen[bytes]) -> tuple[int, str]:

@@ -5,58 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-import yaml
+from fakekit import complete, conductor, rule, setup
 
 from conductor.bus import Bus
 from conductor.paths import StateDir
-from conductor.testing import fake_cli_path, read_fake_log
+from conductor.testing import read_fake_log
 from conductor.workers import leftover_workers
-
-
-def rule(task: str, **kw: Any) -> dict[str, Any]:
-    return {"match": f"Carry out task {task} (", **kw}
-
-
-def complete(*files: str) -> dict[str, Any]:
-    return {
-        "mcp": {
-            "tool": "report_complete",
-            "input": {"summary": "done", "files_changed": list(files)},
-        }
-    }
-
-
-def setup(
-    repo: Path, tmp_path: Path, track: dict[str, Any], script: dict[str, Any]
-) -> dict[str, str]:
-    (repo / "track.yaml").write_text(yaml.safe_dump(track))
-    (tmp_path / "script.yaml").write_text(yaml.safe_dump(script))
-    env = dict(os.environ)
-    env.update(
-        CONDUCTOR_CLAUDE_CLI=str(fake_cli_path()),
-        CONDUCTOR_FAKE_SCRIPT=str(tmp_path / "script.yaml"),
-        CONDUCTOR_FAKE_LOG=str(tmp_path / "fake.jsonl"),
-        CONDUCTOR_CLAUDE_API_BACKOFF="0.01",
-    )
-    return env
-
-
-def conductor(repo: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "conductor", "--log-format", "json", *args],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
 
 
 def messages(track_id: str) -> list[dict[str, Any]]:
