@@ -7,6 +7,7 @@ import io
 from rich.console import Console
 from viewkit import Feeder, message, view_at
 
+from conductor.progress import RunView
 from conductor.render import LiveRenderer, PlainRenderer, plain_line
 
 
@@ -30,15 +31,24 @@ def test_plain_renderer_prints_one_line_per_start_and_end() -> None:
     )
 
 
+def live(view: RunView, *, width: int, height: int) -> tuple[io.StringIO, LiveRenderer, Feeder]:
+    """A live renderer on a ``width`` x ``height`` terminal writing into the returned
+    buffer, and a feeder of ``view`` whose track has started."""
+    out = io.StringIO()
+    console = Console(
+        file=out, force_terminal=True, width=width, height=height, color_system=None
+    )
+    renderer = LiveRenderer(out, console=console)
+    feed = Feeder(view)
+    feed("TRACK_STARTED")
+    return out, renderer, feed
+
+
 def test_live_renderer_draws_the_running_table_and_prints_end_lines() -> None:
     """The live table lists each running task with its progress and the counts line; an end
     prints a line above it; closing removes the table."""
     view = view_at(12)
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=120, height=30, color_system=None)
-    renderer = LiveRenderer(out, console=console)
-    feed = Feeder(view)
-    feed("TRACK_STARTED")
+    out, renderer, feed = live(view, width=120, height=30)
     renderer.show(view, feed("TASK_DISPATCHED", "build", 1))
     renderer.show(view, feed("PROGRESS", "build", 1, text="linking the binary"))
     screen = out.getvalue()
@@ -53,11 +63,7 @@ def test_a_narrow_terminal_keeps_the_figures_and_shortens_the_text() -> None:
     """On a narrow screen, attempt, elapsed time and cost stay whole; the command and the
     progress line are shortened with an ellipsis; no line is wider than the screen."""
     view = view_at(75)
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=60, height=20, color_system=None)
-    renderer = LiveRenderer(out, console=console)
-    feed = Feeder(view)
-    feed("TRACK_STARTED")
+    out, renderer, feed = live(view, width=60, height=20)
     renderer.show(view, feed("TASK_DISPATCHED", "docs", 2))
     renderer.show(view, feed("PROGRESS", "docs", 2, cost_usd=1.5,
                              message="drafting the chapter about configuration files"))
@@ -76,7 +82,6 @@ def test_tasks_sharing_a_long_prefix_stay_told_apart_in_a_narrow_table() -> None
     shows the end that tells it apart."""
     from viewkit import T0, make_track
 
-    from conductor.progress import RunView
     from conductor.render import middle_clip
 
     ids = [f"integration-tests-for-the-module-{n}" for n in ("alpha", "beta")]
@@ -84,11 +89,7 @@ def test_tasks_sharing_a_long_prefix_stay_told_apart_in_a_narrow_table() -> None
         "track: view\ntasks:\n" + "".join(f"  - {{id: {tid}, run: 'true'}}\n" for tid in ids)
     )
     view = RunView(track, clock=lambda: T0.timestamp() + 5)
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=80, height=20, color_system=None)
-    renderer = LiveRenderer(out, console=console)
-    feed = Feeder(view)
-    feed("TRACK_STARTED")
+    out, renderer, feed = live(view, width=80, height=20)
     for tid in ids:
         renderer.show(view, feed("TASK_DISPATCHED", tid, 1))
     frame = out.getvalue().split("\x1b[2K")[-1]
@@ -103,11 +104,7 @@ def test_progress_and_commands_are_never_read_as_markup() -> None:
     """A progress line or command holding rich markup (an unmatched closing tag, a link) is
     drawn as the text it is, instead of failing the view or styling it."""
     view = view_at(3)
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=120, height=30, color_system=None)
-    renderer = LiveRenderer(out, console=console)
-    feed = Feeder(view)
-    feed("TRACK_STARTED")
+    out, renderer, feed = live(view, width=120, height=30)
     renderer.show(view, feed("TASK_DISPATCHED", "build", 1))
     renderer.show(view, feed("PROGRESS", "build", 1, text="[/bold] and [link=http://x]y[/link]"))
     renderer.close(view)
