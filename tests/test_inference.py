@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
+from fakekit import setup as fake_setup
 
 from conductor.agents import AgentRegistry
 from conductor.bus import Bus
 from conductor.errors import UserError
 from conductor.inference import check, parse_overrides
 from conductor.paths import StateDir
-from conductor.testing import fake_cli_path, read_fake_log
+from conductor.testing import read_fake_log
 from conductor.track import load_track
 
 DESIGNER = {
@@ -68,16 +69,7 @@ def inference(answer: Any) -> dict[str, Any]:
 
 
 def setup(repo: Path, tmp_path: Path, track: dict[str, Any], sessions: list[Any]) -> dict[str, str]:
-    (repo / "track.yaml").write_text(yaml.safe_dump(track))
-    (tmp_path / "script.yaml").write_text(yaml.safe_dump({"sessions": sessions}))
-    env = dict(os.environ)
-    env.update(
-        CONDUCTOR_CLAUDE_CLI=str(fake_cli_path()),
-        CONDUCTOR_FAKE_SCRIPT=str(tmp_path / "script.yaml"),
-        CONDUCTOR_FAKE_LOG=str(tmp_path / "fake.jsonl"),
-        CONDUCTOR_CLAUDE_API_BACKOFF="0.01",
-    )
-    return env
+    return fake_setup(repo, tmp_path, track, {"sessions": sessions})
 
 
 def conductor(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
